@@ -1,0 +1,3 @@
+from pos_gateway.cli import main
+
+raise SystemExit(main())

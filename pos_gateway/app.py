@@ -1,0 +1,78 @@
+"""The one wiring place: create_app(settings) builds the aiohttp application.
+
+Purchase path: app.py -> http/terminal.py (post_transaction) -> services/transactions.py
+(TransactionService.process) -> store/transactions.py (the one-statement debit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from pos_gateway.http import admin, ops, terminal
+from pos_gateway.http.middleware import error_mapping, request_context
+from pos_gateway.http.state import METRICS, SERVICES, SETTINGS, Services
+from pos_gateway.http.validation import MAX_BODY_BYTES
+from pos_gateway.metrics import Metrics
+from pos_gateway.security.keys import KeyWrapper
+from pos_gateway.security.pins import PinHasher
+from pos_gateway.services.admin import AdminService
+from pos_gateway.services.transactions import TransactionService
+from pos_gateway.settings import Settings
+from pos_gateway.store.database import open_database
+
+
+def business_today(settings: Settings):
+    """Dates (designation, expiry) are judged in the scheme's time zone, not the server's."""
+    zone = ZoneInfo(settings.business_tz)
+
+    def today() -> date:
+        return datetime.now(zone).date()
+
+    return today
+
+
+def build_services(
+    settings: Settings, pool, executor: ThreadPoolExecutor, metrics: Metrics
+) -> Services:
+    """Services over an open pool: shared by the HTTP app and the CLI (demo-data)."""
+    hasher = PinHasher(settings.secrets.pin_pepper, settings.argon2)
+    wrapper = KeyWrapper(settings.secrets.master_key)
+    today = business_today(settings)
+    return Services(
+        pool=pool,
+        transactions=TransactionService(
+            pool, hasher, executor, metrics, today, settings.max_amount_fen
+        ),
+        admin=AdminService(pool, hasher, executor, wrapper, today),
+        key_wrapper=wrapper,
+    )
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    executor = ThreadPoolExecutor(max_workers=settings.pin_threads, thread_name_prefix="pin")
+    try:
+        async with open_database(settings) as db:
+            app[SERVICES] = build_services(settings, db.pool, executor, app[METRICS])
+            yield
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[request_context, error_mapping], client_max_size=MAX_BODY_BYTES
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app.cleanup_ctx.append(_resources)
+    app.router.add_post("/v1/transactions", terminal.post_transaction)
+    app.router.add_get("/healthz", ops.healthz)
+    app.router.add_get("/metrics", ops.metrics)
+    app.router.add_routes(admin.routes)
+    return app

@@ -1,0 +1,126 @@
+"""pos-gateway: serve, migrate, demo-data."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import structlog
+
+from pos_gateway.logs import configure_logging
+from pos_gateway.settings import ConfigError, Settings
+
+log = structlog.get_logger("pos_gateway.cli")
+
+_ENVIRONMENT_HELP = """\
+environment:
+  POS_DATABASE_URL   PostgreSQL URL; unset: embedded PostgreSQL under POS_DATA_DIR
+  POS_DATA_DIR       data directory of the embedded database and generated secrets
+                     (default ./.pos-data)
+  POS_MASTER_KEY     64 hex chars: wraps terminal keys at rest
+  POS_PIN_PEPPER     64 hex chars: secret mixed into every PIN hash
+  POS_ADMIN_TOKEN    bearer token of the operator API
+                     (the three secrets are generated into POS_DATA_DIR/secrets.json,
+                     mode 0600, when unset and the database is embedded)
+  POS_ARGON2_TIME_COST, POS_ARGON2_MEMORY_KIB, POS_ARGON2_PARALLELISM
+                     PIN hash cost (default t=2, m=19456 KiB, p=1)
+  POS_PIN_THREADS    threads verifying PINs (default: CPU count)
+  POS_LOG_LEVEL      debug | info | warning | error (default info)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pos-gateway",
+        description="Medical-insurance card POS gateway.",
+        epilog=_ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the gateway (migrates first)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+
+    sub.add_parser("migrate", help="apply the SQL migrations in schema/ and exit")
+
+    demo = sub.add_parser(
+        "demo-data",
+        help="create (or reuse) the demo world and write its terminals, cards and keys as JSON",
+    )
+    demo.add_argument("--out", required=True, type=Path, help="file to write (mode 0600)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"pos-gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    if args.command == "serve":
+        return _serve(settings, args.host, args.port)
+    if args.command == "migrate":
+        return asyncio.run(_migrate(settings))
+    if args.command == "demo-data":
+        return asyncio.run(_demo_data(settings, args.out))
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def _serve(settings: Settings, host: str, port: int) -> int:
+    from aiohttp import web
+
+    from pos_gateway.app import create_app
+
+    log.info("gateway_starting", host=host, port=port, embedded=settings.database_url is None)
+    web.run_app(create_app(settings), host=host, port=port, access_log=None, print=None)
+    log.info("gateway_stopped")
+    return 0
+
+
+async def _migrate(settings: Settings) -> int:
+    from pos_gateway.store.database import open_database
+
+    async with open_database(settings):
+        pass
+    log.info("migrations_applied")
+    return 0
+
+
+async def _demo_data(settings: Settings, out: Path) -> int:
+    from pos_gateway.app import build_services, business_today
+    from pos_gateway.metrics import Metrics
+    from pos_gateway.services.demo import build_demo_world
+    from pos_gateway.store.database import open_database
+
+    with ThreadPoolExecutor(max_workers=settings.pin_threads) as executor:
+        async with open_database(settings) as db:
+            services = build_services(settings, db.pool, executor, Metrics())
+            world = await build_demo_world(
+                services.admin,
+                services.key_wrapper,
+                db.pool,
+                business_today(settings)(),
+                settings.secrets.admin_token,
+            )
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(world, fh, indent=2)
+        fh.write("\n")
+    log.info(
+        "demo_data_written",
+        path=str(out),
+        merchants=len(world["merchants"]),
+        terminals=len(world["terminals"]),
+        cards=len(world["cards"]),
+    )
+    return 0

@@ -1,0 +1,114 @@
+"""Response-code decisions of the terminal protocol (ISO 8583 meanings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+from pos_gateway.domain.cards import card_expired
+
+MAX_PIN_FAILURES = 3
+
+
+class Code(StrEnum):
+    APPROVED = "00"
+    MERCHANT_NOT_DESIGNATED = "03"
+    INVALID_TRANSACTION = "12"
+    INVALID_AMOUNT = "13"
+    INVALID_CARD = "14"
+    LOST_CARD = "41"
+    INSUFFICIENT_FUNDS = "51"
+    EXPIRED_CARD = "54"
+    INCORRECT_PIN = "55"
+    NOT_PERMITTED = "57"
+    RESTRICTED_CARD = "62"
+    PIN_TRIES_EXCEEDED = "75"
+    ISSUER_UNAVAILABLE = "91"
+    DUPLICATE = "94"
+    SYSTEM_MALFUNCTION = "96"
+
+
+MESSAGES: dict[str, str] = {
+    Code.APPROVED: "Approved",
+    Code.MERCHANT_NOT_DESIGNATED: "Merchant not designated",
+    Code.INVALID_TRANSACTION: "Invalid transaction",
+    Code.INVALID_AMOUNT: "Invalid amount",
+    Code.INVALID_CARD: "Invalid card number",
+    Code.LOST_CARD: "Lost card",
+    Code.INSUFFICIENT_FUNDS: "Insufficient funds",
+    Code.EXPIRED_CARD: "Expired card",
+    Code.INCORRECT_PIN: "Incorrect PIN",
+    Code.NOT_PERMITTED: "Transaction not permitted to cardholder",
+    Code.RESTRICTED_CARD: "Restricted card",
+    Code.PIN_TRIES_EXCEEDED: "PIN tries exceeded",
+    Code.ISSUER_UNAVAILABLE: "Issuer unavailable",
+    Code.DUPLICATE: "Duplicate transmission",
+    Code.SYSTEM_MALFUNCTION: "System malfunction",
+}
+
+# Kinds a medical-insurance card may never be used for (the seed: "can not withdraw
+# cash or transfer").
+REFUSED_TYPES = frozenset({"cash_withdrawal", "transfer"})
+PIN_TYPES = frozenset({"purchase", "balance_inquiry"})
+
+
+@dataclass(frozen=True, slots=True)
+class MerchantStanding:
+    designated_from: date
+    designated_until: date
+    suspended: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CardStanding:
+    status: str  # active | lost | replaced
+    expires_on: date
+    pin_failures: int
+    account_status: str  # active | frozen
+
+
+def designation_active(merchant: MerchantStanding, today: date) -> bool:
+    """A merchant may take cards only inside its designation period and when not suspended."""
+    return not merchant.suspended and merchant.designated_from <= today <= merchant.designated_until
+
+
+def decide_before_pin(
+    *,
+    txn_type: str,
+    amount: int | None,
+    max_amount: int,
+    merchant: MerchantStanding,
+    card: CardStanding | None,
+    pan_luhn_ok: bool,
+    today: date,
+) -> Code | None:
+    """The decline that needs no PIN check, or None when the PIN must be verified.
+
+    Order matters: refused kinds and merchant standing concern the terminal, so they
+    come first; card standing next, so a lost or expired card never costs a PIN hash.
+    """
+    if txn_type in REFUSED_TYPES:
+        return Code.NOT_PERMITTED
+    if not designation_active(merchant, today):
+        return Code.MERCHANT_NOT_DESIGNATED
+    if txn_type == "purchase" and (amount is None or amount <= 0 or amount > max_amount):
+        return Code.INVALID_AMOUNT
+    if card is None or not pan_luhn_ok:
+        return Code.INVALID_CARD
+    if card.status in ("lost", "replaced"):
+        return Code.LOST_CARD
+    if card_expired(card.expires_on, today):
+        return Code.EXPIRED_CARD
+    if card.pin_failures >= MAX_PIN_FAILURES:
+        return Code.PIN_TRIES_EXCEEDED
+    if card.account_status != "active":
+        return Code.RESTRICTED_CARD
+    return None
+
+
+def decide_wrong_pin(failures_after: int) -> Code:
+    """The answer to a wrong PIN, given the consecutive-failure count including this one."""
+    if failures_after >= MAX_PIN_FAILURES:
+        return Code.PIN_TRIES_EXCEEDED
+    return Code.INCORRECT_PIN

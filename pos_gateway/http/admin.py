@@ -1,0 +1,223 @@
+"""Operator API under /v1/admin/, bearer POS_ADMIN_TOKEN."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from pos_gateway.domain.cards import pan_well_formed
+from pos_gateway.errors import BadRequest, Unauthorized
+from pos_gateway.http.state import SERVICES, SETTINGS
+from pos_gateway.http.validation import (
+    TERMINAL_ID_RE,
+    field_date,
+    field_fen,
+    field_month,
+    field_str,
+    only_fields,
+    parse_json_object,
+)
+from pos_gateway.services.admin import AdminService
+
+routes = web.RouteTableDef()
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def operator(handler: Handler) -> Handler:
+    """Require `Authorization: Bearer <POS_ADMIN_TOKEN>`."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        expected = f"Bearer {request.app[SETTINGS].secrets.admin_token}"
+        offered = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(offered.encode(), expected.encode()):
+            raise Unauthorized("operator token missing or wrong")
+        return await handler(request)
+
+    return checked
+
+
+async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
+    data = parse_json_object(await request.read())
+    only_fields(data, allowed)
+    return data
+
+
+def _admin(request: web.Request) -> AdminService:
+    return request.app[SERVICES].admin
+
+
+def _pan(request: web.Request) -> str:
+    pan = request.match_info["pan"]
+    if not pan_well_formed(pan):
+        raise BadRequest("pan must be 16 to 19 digits", code="invalid_pan")
+    return pan
+
+
+def _int_path(request: web.Request, name: str) -> int:
+    raw = request.match_info[name]
+    if not raw.isdigit() or len(raw) > 18:
+        raise BadRequest(f"{name} must be a positive integer")
+    return int(raw)
+
+
+@routes.post("/v1/admin/people")
+@operator
+async def register_person(request: web.Request) -> web.Response:
+    data = await _body(request, {"ssn", "name", "opening_allocation"})
+    result = await _admin(request).register_person(
+        data.get("ssn"),
+        field_str(data, "name", max_len=100),
+        field_fen(data, "opening_allocation", default=0),
+    )
+    return web.json_response(result, status=201 if result["created"] else 200)
+
+
+@routes.post("/v1/admin/people/{ssn}/contributions")
+@operator
+async def record_contribution(request: web.Request) -> web.Response:
+    data = await _body(request, {"month", "employer_part", "individual_part"})
+    month = field_month(data, "month")
+    created = await _admin(request).record_contribution(
+        request.match_info["ssn"],
+        month,
+        field_fen(data, "employer_part", default=0),
+        field_fen(data, "individual_part", default=0),
+    )
+    return web.json_response(
+        {"month": f"{month:%Y-%m}", "created": created}, status=201 if created else 200
+    )
+
+
+@routes.post("/v1/admin/accounts/{account_id}/freeze")
+@operator
+async def freeze_account(request: web.Request) -> web.Response:
+    await _admin(request).set_account_frozen(_int_path(request, "account_id"), True)
+    return web.json_response({"status": "frozen"})
+
+
+@routes.post("/v1/admin/accounts/{account_id}/unfreeze")
+@operator
+async def unfreeze_account(request: web.Request) -> web.Response:
+    await _admin(request).set_account_frozen(_int_path(request, "account_id"), False)
+    return web.json_response({"status": "active"})
+
+
+@routes.post("/v1/admin/cards")
+@operator
+async def issue_card(request: web.Request) -> web.Response:
+    data = await _body(request, {"ssn", "pin", "pan", "expires_on"})
+    card = await _admin(request).issue_card(
+        data.get("ssn"),
+        pin=field_str(data, "pin", max_len=12, required=False),
+        pan=field_str(data, "pan", max_len=19, required=False),
+        expires_on=field_date(data, "expires_on", required=False),
+    )
+    out: dict[str, Any] = {
+        "pan": card.pan,
+        "account_id": card.account_id,
+        "expires_on": card.expires_on.isoformat(),
+    }
+    if card.pin is not None:
+        out["pin"] = card.pin  # generated: shown this once, for the PIN mailer
+    return web.json_response(out, status=201)
+
+
+@routes.get("/v1/admin/cards/{pan}")
+@operator
+async def get_card(request: web.Request) -> web.Response:
+    row = await _admin(request).card(_pan(request))
+    return web.json_response(
+        {
+            "pan": row["pan"],
+            "account_id": row["account_id"],
+            "status": row["status"],
+            "expires_on": row["expires_on"].isoformat(),
+            "pin_locked": row["pin_failures"] >= 3,
+            "pin_failures": row["pin_failures"],
+            "account_status": row["account_status"],
+            "balance": row["balance"],
+        }
+    )
+
+
+@routes.post("/v1/admin/cards/{pan}/report-lost")
+@operator
+async def report_lost(request: web.Request) -> web.Response:
+    await _admin(request).report_lost(_pan(request))
+    return web.json_response({"status": "lost"})
+
+
+@routes.post("/v1/admin/cards/{pan}/pin-reset")
+@operator
+async def reset_pin(request: web.Request) -> web.Response:
+    data = await _body(request, {"ssn", "new_pin"})
+    await _admin(request).reset_pin(
+        _pan(request), data.get("ssn"), field_str(data, "new_pin", max_len=12)
+    )
+    return web.json_response({"status": "pin_reset"})
+
+
+@routes.post("/v1/admin/merchants")
+@operator
+async def register_merchant(request: web.Request) -> web.Response:
+    data = await _body(
+        request, {"name", "kind", "designated_from", "designated_until", "merchant_id"}
+    )
+    row = await _admin(request).register_merchant(
+        field_str(data, "name"),
+        field_str(data, "kind", max_len=20),
+        field_date(data, "designated_from"),
+        field_date(data, "designated_until"),
+        field_str(data, "merchant_id", max_len=15, required=False),
+    )
+    return web.json_response(_merchant_json(row), status=201)
+
+
+@routes.post("/v1/admin/terminals")
+@operator
+async def register_terminal(request: web.Request) -> web.Response:
+    data = await _body(request, {"merchant_id", "terminal_id"})
+    terminal_id = field_str(data, "terminal_id", max_len=8, required=False)
+    if terminal_id is not None and not TERMINAL_ID_RE.match(terminal_id):
+        raise BadRequest("terminal_id must be 8 characters [0-9A-Z]")
+    registered = await _admin(request).register_terminal(
+        field_str(data, "merchant_id", max_len=15), terminal_id
+    )
+    return web.json_response(
+        {
+            "terminal_id": registered.terminal_id,
+            "merchant_id": registered.merchant_id,
+            # Returned once; the gateway keeps them only wrapped under the master key.
+            "mac_key": registered.keys.mac_key.hex(),
+            "pin_key": registered.keys.pin_key.hex(),
+        },
+        status=201,
+    )
+
+
+@routes.post("/v1/admin/terminals/{terminal_id}/disable")
+@operator
+async def disable_terminal(request: web.Request) -> web.Response:
+    await _admin(request).set_terminal_disabled(request.match_info["terminal_id"], True)
+    return web.json_response({"status": "disabled"})
+
+
+@routes.post("/v1/admin/terminals/{terminal_id}/enable")
+@operator
+async def enable_terminal(request: web.Request) -> web.Response:
+    await _admin(request).set_terminal_disabled(request.match_info["terminal_id"], False)
+    return web.json_response({"status": "active"})
+
+
+def _merchant_json(row: Any) -> dict[str, Any]:
+    return {
+        "merchant_id": row["merchant_id"],
+        "name": row["name"],
+        "kind": row["kind"],
+        "designated_from": row["designated_from"].isoformat(),
+        "designated_until": row["designated_until"].isoformat(),
+        "suspended": row["suspended"],
+    }

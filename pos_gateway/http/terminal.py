@@ -1,0 +1,110 @@
+"""The terminal protocol: signed requests to /v1/transactions."""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+import structlog
+from aiohttp import web
+
+from pos_gateway.domain.decisions import Code, MerchantStanding
+from pos_gateway.errors import ApiError, Forbidden, Unauthorized
+from pos_gateway.http.state import METRICS, SERVICES, SETTINGS
+from pos_gateway.http.validation import MAX_BODY_BYTES, TERMINAL_ID_RE, parse_transaction
+from pos_gateway.security.keys import KeyUnwrapError
+from pos_gateway.security.signing import signature_valid, timestamp_fresh
+from pos_gateway.services.transactions import Terminal, unrecorded_answer
+from pos_gateway.store import terminals
+from pos_gateway.store.database import UNAVAILABLE_ERRORS
+
+log = structlog.get_logger("pos_gateway.terminal")
+_SIGNATURE_LEN = 64
+_NOT_AUTHENTICATED = "unknown terminal or bad signature"
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The body as sent (the signature covers these bytes), at most 16 KiB."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, request.content_length)
+    return await request.read()
+
+
+async def authenticate(request: web.Request, body: bytes) -> Terminal:
+    """Check terminal id, timestamp window and HMAC; 401 or 403 before anything is recorded."""
+    settings = request.app[SETTINGS]
+    services = request.app[SERVICES]
+    terminal_id = request.headers.get("X-Terminal-Id", "")
+    timestamp = request.headers.get("X-Timestamp", "")
+    signature = request.headers.get("X-Signature", "")
+    if not TERMINAL_ID_RE.match(terminal_id):
+        raise Unauthorized("X-Terminal-Id must be 8 characters [0-9A-Z]", code="bad_terminal_id")
+    structlog.contextvars.bind_contextvars(terminal_id=terminal_id)
+    if not timestamp_fresh(timestamp, time.time(), settings.timestamp_window_s):
+        raise Unauthorized(
+            f"X-Timestamp must be Unix seconds within {settings.timestamp_window_s} s of now",
+            code="bad_timestamp",
+        )
+    if len(signature) != _SIGNATURE_LEN:
+        raise Unauthorized("X-Signature must be 64 lowercase hex characters", code="bad_signature")
+    row = await terminals.load_for_auth(services.pool, terminal_id)
+    if row is None:
+        # Same work and same answer as a bad signature: no probing for terminal ids.
+        hmac.compare_digest(signature, "0" * _SIGNATURE_LEN)
+        raise Unauthorized(_NOT_AUTHENTICATED, code="bad_signature")
+    try:
+        mac_key = services.key_wrapper.unwrap(row["mac_key_wrapped"], terminal_id, "mac")
+    except KeyUnwrapError:
+        log.error("terminal_key_unwrap_failed")
+        raise Unauthorized(_NOT_AUTHENTICATED, code="bad_signature") from None
+    if not signature_valid(mac_key, request.method, request.path, timestamp, body, signature):
+        raise Unauthorized(_NOT_AUTHENTICATED, code="bad_signature")
+    if row["status"] != "active":
+        raise Forbidden("terminal is disabled", code="terminal_disabled")
+    return Terminal(
+        terminal_id=terminal_id,
+        merchant_id=row["merchant_id"],
+        merchant=MerchantStanding(
+            designated_from=row["designated_from"],
+            designated_until=row["designated_until"],
+            suspended=row["suspended"],
+        ),
+        pin_key=services.key_wrapper.unwrap(row["pin_key_wrapped"], terminal_id, "pin"),
+    )
+
+
+async def post_transaction(request: web.Request) -> web.Response:
+    """POST /v1/transactions: authenticate, validate, process, answer."""
+    started = time.perf_counter()
+    metrics = request.app[METRICS]
+    services = request.app[SERVICES]
+    body = await read_body(request)
+    txn_type, stan, pan = "unknown", None, None
+    try:
+        terminal = await authenticate(request, body)
+        txn = parse_transaction(body)
+        txn_type, stan, pan = txn.txn_type, txn.stan, txn.pan
+        structlog.contextvars.bind_contextvars(stan=stan, type=txn_type)
+        answer = await services.transactions.process(terminal, txn)
+    except UNAVAILABLE_ERRORS as exc:
+        # Answer fast: the terminal retries or reverses; hanging helps nobody.
+        log.error("database_unavailable", error=type(exc).__name__)
+        answer = unrecorded_answer(Code.ISSUER_UNAVAILABLE, stan or "")
+    except ApiError:
+        raise
+    except Exception:
+        # Each write is one statement, so nothing is half-done; the terminal reverses.
+        log.exception("transaction_failed")
+        answer = unrecorded_answer(Code.SYSTEM_MALFUNCTION, stan or "")
+    code = answer["response_code"]
+    metrics.transactions.labels(txn_type, code).inc()
+    metrics.latency.labels(txn_type).observe(time.perf_counter() - started)
+    log.info(
+        "transaction",
+        response_code=code,
+        amount=answer.get("amount"),
+        balance=answer.get("balance"),
+        rrn=answer.get("rrn"),
+        pan=pan,
+    )
+    return web.json_response(answer)

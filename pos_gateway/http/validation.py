@@ -1,0 +1,174 @@
+"""Parsing and validating everything that arrives from the network."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import date, datetime
+from typing import Any
+
+from pos_gateway.domain.cards import pan_well_formed
+from pos_gateway.domain.money import CURRENCY, is_fen_amount
+from pos_gateway.errors import BadRequest
+from pos_gateway.security.pins import PIN_BLOCK_BYTES
+from pos_gateway.services.transactions import TransactionRequest
+
+MAX_BODY_BYTES = 16 * 1024
+STAN_RE = re.compile(r"^[0-9]{6}$")
+TERMINAL_ID_RE = re.compile(r"^[0-9A-Z]{8}$")
+_PIN_BLOCK_RE = re.compile(rf"^[0-9a-fA-F]{{{2 * PIN_BLOCK_BYTES}}}$")
+
+_COMMON = {"type", "stan", "local_time"}
+# type -> (required fields, optional fields)
+TRANSACTION_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "purchase": (
+        frozenset(_COMMON | {"pan", "pin_block", "amount", "currency"}),
+        frozenset(),
+    ),
+    "balance_inquiry": (frozenset(_COMMON | {"pan", "pin_block"}), frozenset({"currency"})),
+    "cash_withdrawal": (
+        frozenset(_COMMON | {"pan", "amount", "currency"}),
+        frozenset({"pin_block"}),
+    ),
+    "transfer": (
+        frozenset(_COMMON | {"pan", "amount", "currency"}),
+        frozenset({"pin_block"}),
+    ),
+}
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    if not body:
+        raise BadRequest("request body is empty", code="invalid_json")
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise BadRequest("request body is not valid JSON", code="invalid_json") from None
+    if not isinstance(value, dict):
+        raise BadRequest("request body must be a JSON object", code="invalid_json")
+    return value
+
+
+def parse_transaction(body: bytes) -> TransactionRequest:
+    """Validate a POST /v1/transactions body strictly: unknown or mistyped fields are 400."""
+    data = parse_json_object(body)
+    txn_type = data.get("type")
+    if not isinstance(txn_type, str):
+        raise BadRequest("type is required and must be a string", code="missing_field")
+    if txn_type not in TRANSACTION_FIELDS:
+        raise BadRequest(f"unknown transaction type {txn_type[:40]!r}", code="unknown_type")
+    required, optional = TRANSACTION_FIELDS[txn_type]
+    missing = sorted(required - data.keys())
+    if missing:
+        raise BadRequest(f"missing field(s): {', '.join(missing)}", code="missing_field")
+    extra = sorted(data.keys() - required - optional)
+    if extra:
+        raise BadRequest(
+            f"unexpected field(s): {', '.join(e[:40] for e in extra[:5])}", code="unexpected_field"
+        )
+
+    stan = data["stan"]
+    if not isinstance(stan, str) or not STAN_RE.match(stan):
+        raise BadRequest("stan must be a string of 6 digits", code="invalid_stan")
+    local_date = _local_date(data["local_time"])
+
+    pan = data.get("pan")
+    if pan is not None and (not isinstance(pan, str) or not pan_well_formed(pan)):
+        raise BadRequest("pan must be a string of 16 to 19 digits", code="invalid_pan")
+
+    pin_block = None
+    if "pin_block" in data:
+        raw = data["pin_block"]
+        if not isinstance(raw, str) or not _PIN_BLOCK_RE.match(raw):
+            raise BadRequest(
+                f"pin_block must be {2 * PIN_BLOCK_BYTES} hex characters (ISO 9564 format 4)",
+                code="invalid_pin_block",
+            )
+        pin_block = bytes.fromhex(raw)
+
+    amount = data.get("amount")
+    if "amount" in data and not is_fen_amount(amount):
+        raise BadRequest(
+            "amount must be a non-negative integer number of fen", code="invalid_amount"
+        )
+    if "currency" in data and data["currency"] != CURRENCY:
+        raise BadRequest(f"currency must be {CURRENCY!r}", code="invalid_currency")
+
+    # The PIN block is left out of the request's identity: format 4 pads with random
+    # bytes, so a terminal that re-enciphers the PIN for a retransmission still sends
+    # the same request.
+    identity = {k: v for k, v in data.items() if k != "pin_block"}
+    content_hash = hashlib.sha256(
+        json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()
+    ).digest()
+    return TransactionRequest(
+        txn_type=txn_type,
+        stan=stan,
+        local_date=local_date,
+        pan=pan,
+        pin_block=pin_block,
+        amount=amount,
+        content_hash=content_hash,
+    )
+
+
+def _local_date(value: object) -> date:
+    if not isinstance(value, str) or len(value) > 40:
+        raise BadRequest("local_time must be an ISO 8601 string", code="invalid_local_time")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadRequest("local_time must be ISO 8601", code="invalid_local_time") from None
+    if moment.tzinfo is None:
+        raise BadRequest("local_time must carry a UTC offset", code="invalid_local_time")
+    return moment.date()
+
+
+# Operator API fields ------------------------------------------------------------------
+
+
+def field_str(data: dict[str, Any], name: str, *, max_len: int = 200, required: bool = True) -> Any:
+    value = data.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > max_len:
+        raise BadRequest(f"{name} must be a non-empty string of at most {max_len} characters")
+    return value.strip()
+
+
+def field_date(data: dict[str, Any], name: str, *, required: bool = True) -> Any:
+    value = data.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} must be a date YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be a date YYYY-MM-DD") from None
+
+
+def field_month(data: dict[str, Any], name: str) -> date:
+    value = data.get(name)
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}", value):
+        raise BadRequest(f"{name} must be a month YYYY-MM")
+    try:
+        return date(int(value[:4]), int(value[5:]), 1)
+    except ValueError:
+        raise BadRequest(f"{name} must be a month YYYY-MM") from None
+
+
+def field_fen(data: dict[str, Any], name: str, *, default: int | None = None) -> int:
+    if name not in data and default is not None:
+        return default
+    value = data.get(name)
+    if not is_fen_amount(value):
+        raise BadRequest(f"{name} must be a non-negative integer number of fen")
+    return value
+
+
+def only_fields(data: dict[str, Any], allowed: set[str]) -> None:
+    extra = sorted(data.keys() - allowed)
+    if extra:
+        raise BadRequest(f"unexpected field(s): {', '.join(e[:40] for e in extra[:5])}")

@@ -1,0 +1,111 @@
+"""structlog set-up: one JSON object per line, secrets removed by a processor so no
+call site can forget it."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+from pos_gateway.domain.cards import mask_pan
+
+SECRET_KEYS = frozenset(
+    {
+        "pin",
+        "new_pin",
+        "old_pin",
+        "pin_block",
+        "password",
+        "mac_key",
+        "pin_key",
+        "master_key",
+        "pin_pepper",
+        "pepper",
+        "admin_token",
+        "token",
+        "authorization",
+        "x_signature",
+        "signature",
+        "pin_hash",
+    }
+)
+# Any run of 16-19 digits (our PAN lengths) in a logged string is treated as a PAN.
+_PAN_IN_TEXT = re.compile(r"(?<![0-9])([0-9]{6})([0-9]{6,9})([0-9]{4})(?![0-9])")
+
+
+def mask_ssn(ssn: str) -> str:
+    """Region code and the last 4 kept; the birth date hidden."""
+    return ssn[:6] + "*" * max(len(ssn) - 10, 0) + ssn[-4:] if len(ssn) > 10 else "*" * len(ssn)
+
+
+def _mask_text(text: str) -> str:
+    return _PAN_IN_TEXT.sub(lambda m: m.group(1) + "*" * len(m.group(2)) + m.group(3), text)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return _mask_text(value)
+    if isinstance(value, dict):
+        return {
+            k: "[redacted]" if str(k).lower() in SECRET_KEYS else _scrub(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def redact_secrets(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Drop secret fields, mask PANs (first 6 + last 4) wherever they appear."""
+    for key in list(event):
+        lowered = key.lower()
+        if lowered in SECRET_KEYS:
+            event[key] = "[redacted]"
+        elif lowered == "pan" and isinstance(event[key], str):
+            event[key] = mask_pan(event[key])
+        elif lowered == "ssn" and isinstance(event[key], str):
+            event[key] = mask_ssn(event[key])
+        else:
+            event[key] = _scrub(event[key])
+    return event
+
+
+def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
+    """JSON lines on stderr (or `stream`); the standard library's loggers go the same way."""
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact_secrets,
+        structlog.processors.JSONRenderer(),
+    ]
+    out = stream if stream is not None else sys.stderr
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                redact_secrets,
+                structlog.processors.JSONRenderer(),
+            ],
+            foreign_pre_chain=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)

@@ -1,0 +1,1 @@
+"""PIN blocks, PIN hashing, request signing and key wrapping."""

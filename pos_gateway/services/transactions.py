@@ -1,0 +1,189 @@
+"""The terminal's financial requests: purchase, balance inquiry and the refused kinds."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import asyncpg
+import structlog
+
+from pos_gateway.domain.cards import luhn_valid, mask_pan
+from pos_gateway.domain.decisions import (
+    MAX_PIN_FAILURES,
+    MESSAGES,
+    PIN_TYPES,
+    CardStanding,
+    Code,
+    MerchantStanding,
+    decide_before_pin,
+)
+from pos_gateway.metrics import Metrics
+from pos_gateway.security.pins import PinBlockError, PinHasher, decipher_pin_block
+from pos_gateway.store import people
+from pos_gateway.store import transactions as store
+from pos_gateway.store.transactions import DuplicateKey, RequestKey, StoredAnswer
+
+log = structlog.get_logger("pos_gateway.transactions")
+
+
+@dataclass(frozen=True, slots=True)
+class Terminal:
+    """A terminal whose request signature has been verified."""
+
+    terminal_id: str
+    merchant_id: str
+    merchant: MerchantStanding
+    pin_key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRequest:
+    """A validated terminal request (see http/validation.py)."""
+
+    txn_type: str
+    stan: str
+    local_date: date
+    pan: str | None
+    pin_block: bytes | None = field(repr=False)
+    amount: int | None
+    content_hash: bytes  # identifies the request's content for replay vs. 94
+
+
+def render(answer: StoredAnswer) -> dict[str, Any]:
+    """The business answer, built only from the stored row so a replay is identical."""
+    out: dict[str, Any] = {
+        "response_code": answer.response_code,
+        "approved": answer.response_code == Code.APPROVED,
+        "message": MESSAGES[answer.response_code],
+        "stan": answer.stan,
+        "rrn": answer.rrn,
+    }
+    if answer.auth_code is not None:
+        out["auth_code"] = answer.auth_code
+    if answer.amount is not None:
+        out["amount"] = answer.amount
+    if answer.balance is not None:
+        out["balance"] = answer.balance
+    out["transaction_id"] = str(answer.transaction_id)
+    return out
+
+
+def unrecorded_answer(code: Code, stan: str) -> dict[str, Any]:
+    """An answer with no transaction behind it (91, 94, 96)."""
+    return {"response_code": code.value, "approved": False, "message": MESSAGES[code], "stan": stan}
+
+
+class TransactionService:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        pin_hasher: PinHasher,
+        pin_executor: Executor,
+        metrics: Metrics,
+        today: Callable[[], date],
+        max_amount_fen: int,
+    ) -> None:
+        self._pool = pool
+        self._pins = pin_hasher
+        self._pin_executor = pin_executor
+        self._metrics = metrics
+        self._today = today
+        self._max_amount = max_amount_fen
+
+    async def process(self, terminal: Terminal, request: TransactionRequest) -> dict[str, Any]:
+        """Decide, record and answer one request; a retransmission gets the stored answer."""
+        key = RequestKey(terminal.terminal_id, request.local_date, request.stan)
+        stored = await store.find(self._pool, key)
+        if stored is None:
+            try:
+                stored = await self._decide_and_record(terminal, request, key)
+            except DuplicateKey:
+                stored = await store.find(self._pool, key)
+                assert stored is not None  # the key's holder has committed
+        if stored.request_hash != request.content_hash:
+            return unrecorded_answer(Code.DUPLICATE, request.stan)
+        return render(stored)
+
+    async def _decide_and_record(
+        self, terminal: Terminal, request: TransactionRequest, key: RequestKey
+    ) -> StoredAnswer:
+        pan = request.pan
+        pan_ok = pan is not None and luhn_valid(pan)
+        card = await people.get_card(self._pool, pan) if pan_ok else None
+        standing = (
+            CardStanding(
+                status=card["status"],
+                expires_on=card["expires_on"],
+                pin_failures=card["pin_failures"],
+                account_status=card["account_status"],
+            )
+            if card is not None
+            else None
+        )
+        decline = decide_before_pin(
+            txn_type=request.txn_type,
+            amount=request.amount,
+            max_amount=self._max_amount,
+            merchant=terminal.merchant,
+            card=standing,
+            pan_luhn_ok=pan_ok,
+            today=self._today(),
+        )
+        common = (key, request.content_hash, request.txn_type, terminal.merchant_id)
+        if decline == Code.INVALID_CARD and request.txn_type in PIN_TYPES:
+            # An unknown card costs one hash like a known one: timing must not tell
+            # which card numbers exist.
+            await self._verify_pin(None, "0000")
+        if decline is not None:
+            return await store.record_decline(
+                self._pool,
+                *common,
+                card["card_id"] if card else None,
+                card["account_id"] if card else None,
+                request.amount,
+                decline.value,
+            )
+        assert card is not None and pan is not None and request.pin_block is not None
+        pin_ok = await self._pin_matches(terminal, request.pin_block, pan, card["pin_hash"])
+        log.info("pin_checked", pan=pan, stan=request.stan, ok=pin_ok, type=request.txn_type)
+        if not pin_ok:
+            return await store.record_wrong_pin(
+                self._pool, *common, card["card_id"], request.amount, MAX_PIN_FAILURES
+            )
+        return await store.record_after_good_pin(
+            self._pool,
+            *common,
+            card["card_id"],
+            request.amount,
+            f"{secrets.randbelow(1_000_000):06d}",
+            MAX_PIN_FAILURES,
+        )
+
+    async def _pin_matches(
+        self, terminal: Terminal, pin_block: bytes, pan: str, pin_hash: str
+    ) -> bool:
+        try:
+            pin = decipher_pin_block(terminal.pin_key, pin_block, pan)
+        except PinBlockError:
+            # Wrong key or a block bound to another PAN: the cardholder's PIN cannot be
+            # known, so it is answered and counted as a wrong PIN.
+            log.warning("pin_block_undecipherable", pan=mask_pan(pan))
+            return await self._verify_pin(None, "0000")
+        return await self._verify_pin(pin_hash, pin)
+
+    async def _verify_pin(self, pin_hash: str | None, pin: str) -> bool:
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            if pin_hash is None:
+                return await loop.run_in_executor(self._pin_executor, self._pins.dummy_verify, pin)
+            return await loop.run_in_executor(self._pin_executor, self._pins.verify, pin_hash, pin)
+        finally:
+            self._metrics.pin_verify.observe(time.perf_counter() - started)

@@ -1,0 +1,146 @@
+"""People, their individual accounts, cards, contributions, and the journal lines that
+operators post (allocations and adjustments)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import asyncpg
+
+_CARD_COLUMNS = """
+c.card_id, c.pan, c.account_id, c.expires_on, c.status, c.pin_hash, c.pin_failures,
+a.status AS account_status, a.balance, a.ssn
+"""
+
+
+async def insert_person(conn: asyncpg.Connection, ssn: str, name: str) -> bool:
+    """False when the person already exists (same SSN)."""
+    result = await conn.execute(
+        "INSERT INTO people (ssn, name) VALUES ($1, $2) ON CONFLICT (ssn) DO NOTHING", ssn, name
+    )
+    return result == "INSERT 0 1"
+
+
+async def ensure_account(conn: asyncpg.Connection, ssn: str) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        """
+        INSERT INTO individual_accounts (ssn) VALUES ($1)
+        ON CONFLICT (ssn) DO NOTHING
+        RETURNING account_id, ssn, balance, status
+        """,
+        ssn,
+    )
+    if row is None:
+        row = await get_account_by_ssn(conn, ssn)
+    return row
+
+
+async def get_account_by_ssn(conn: asyncpg.Connection, ssn: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT account_id, ssn, balance, status FROM individual_accounts WHERE ssn = $1", ssn
+    )
+
+
+async def get_person(conn: asyncpg.Connection, ssn: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT ssn, name FROM people WHERE ssn = $1", ssn)
+
+
+async def credit(
+    conn: asyncpg.Connection, account_id: int, amount: int, kind: str, reference: str
+) -> int:
+    """Credit an account and journal it in one statement; return the new balance."""
+    return await conn.fetchval(
+        """
+        WITH credited AS (
+            UPDATE individual_accounts SET balance = balance + $2
+            WHERE account_id = $1
+            RETURNING account_id, balance
+        )
+        INSERT INTO journal (account_id, kind, amount, balance_after, reference)
+        SELECT account_id, $3, $2, balance, $4 FROM credited
+        RETURNING balance_after
+        """,
+        account_id,
+        amount,
+        kind,
+        reference,
+    )
+
+
+async def set_account_status(conn: asyncpg.Connection, account_id: int, status: str) -> bool:
+    result = await conn.execute(
+        "UPDATE individual_accounts SET status = $2 WHERE account_id = $1", account_id, status
+    )
+    return result != "UPDATE 0"
+
+
+async def insert_card(
+    conn: asyncpg.Connection, pan: str, account_id: int, expires_on: date, pin_hash: str
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """
+        INSERT INTO cards (pan, account_id, expires_on, pin_hash) VALUES ($1, $2, $3, $4)
+        RETURNING card_id, pan, account_id, expires_on, status
+        """,
+        pan,
+        account_id,
+        expires_on,
+        pin_hash,
+    )
+
+
+async def get_card(conn: asyncpg.Connection | asyncpg.Pool, pan: str) -> asyncpg.Record | None:
+    """The card, its account's standing and balance (one indexed join)."""
+    return await conn.fetchrow(
+        f"""
+        SELECT {_CARD_COLUMNS}
+        FROM cards c JOIN individual_accounts a USING (account_id)
+        WHERE c.pan = $1
+        """,
+        pan,
+    )
+
+
+async def cards_of_account(conn: asyncpg.Connection, account_id: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"""
+        SELECT {_CARD_COLUMNS}
+        FROM cards c JOIN individual_accounts a USING (account_id)
+        WHERE c.account_id = $1 ORDER BY c.card_id
+        """,
+        account_id,
+    )
+
+
+async def set_card_status(conn: asyncpg.Connection, pan: str, status: str) -> bool:
+    result = await conn.execute("UPDATE cards SET status = $2 WHERE pan = $1", pan, status)
+    return result != "UPDATE 0"
+
+
+async def reset_pin(conn: asyncpg.Connection, pan: str, pin_hash: str) -> bool:
+    """New PIN hash and a cleared failure counter (the counter reset)."""
+    result = await conn.execute(
+        "UPDATE cards SET pin_hash = $2, pin_failures = 0 WHERE pan = $1", pan, pin_hash
+    )
+    return result != "UPDATE 0"
+
+
+async def pan_exists(conn: asyncpg.Connection, pan: str) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM cards WHERE pan = $1", pan))
+
+
+async def record_contribution(
+    conn: asyncpg.Connection, ssn: str, month: date, employer_part: int, individual_part: int
+) -> bool:
+    """False when that month was already recorded for the person."""
+    result = await conn.execute(
+        """
+        INSERT INTO contributions (ssn, month, employer_part, individual_part)
+        VALUES ($1, $2, $3, $4) ON CONFLICT (ssn, month) DO NOTHING
+        """,
+        ssn,
+        month,
+        employer_part,
+        individual_part,
+    )
+    return result == "INSERT 0 1"

@@ -1,0 +1,30 @@
+#!/bin/sh
+# make demo: gateway on the embedded PostgreSQL + demo world + scripted terminal session.
+set -eu
+PORT="${POS_DEMO_PORT:-8080}"
+URL="http://127.0.0.1:$PORT"
+DATA_DIR="${POS_DATA_DIR:-.pos-data}"
+export POS_DATA_DIR="$DATA_DIR"
+mkdir -p "$DATA_DIR"
+LOG="$DATA_DIR/demo-gateway.log"
+
+echo "== starting the gateway on $URL (embedded PostgreSQL in $DATA_DIR; log: $LOG)"
+pos-gateway serve --port "$PORT" 2>"$LOG" &
+GATEWAY=$!
+stop() {
+    kill "$GATEWAY" 2>/dev/null || true
+    wait "$GATEWAY" 2>/dev/null || true
+}
+trap stop EXIT INT TERM
+
+if ! terminal-sim wait --url "$URL" --timeout 90; then
+    echo "the gateway did not become healthy; last log lines:" >&2
+    tail -n 20 "$LOG" >&2
+    exit 1
+fi
+echo "== loading the demo world"
+pos-gateway demo-data --out "$DATA_DIR/demo.json" 2>>"$LOG"
+echo "== demo world written to $DATA_DIR/demo.json (terminal keys and card PINs: keep private)"
+echo "== scripted terminal session"
+terminal-sim scenario scenarios/demo.toml --url "$URL" --demo "$DATA_DIR/demo.json"
+echo "== stopping the gateway"

@@ -1,0 +1,3 @@
+from terminal_sim.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""Fixtures on a real PostgreSQL: the embedded server by default, or the server at
+POS_TEST_DATABASE_URL. Each test session gets a fresh database, migrated once; tests
+create their own merchants, terminals and cards with random ids, so they commit freely
+(concurrency tests need real commits) without seeing each other's data."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from datetime import date, timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from pos_gateway.app import create_app
+from pos_gateway.security.pins import Argon2Params
+from pos_gateway.settings import Secrets, Settings
+from pos_gateway.store.embedded import start_embedded, stop_embedded
+from pos_gateway.store.migrations import apply_migrations
+from terminal_sim.client import Terminal, TerminalConfig
+from terminal_sim.protocol import StanCounter
+
+from .helpers import new_ssn
+
+# Cheap PIN hashing for tests; production parameters are exercised by the benchmark.
+TEST_ARGON2 = Argon2Params(time_cost=1, memory_cost_kib=64, parallelism=1)
+
+
+def _with_database(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = None
+    admin_dsn = os.environ.get("POS_TEST_DATABASE_URL")
+    if not admin_dsn:
+        server, _ = start_embedded(tmp_path_factory.mktemp("embedded"))
+        admin_dsn = server.get_uri(database="postgres")
+    name = f"pos_test_{secrets.token_hex(5)}"
+    dsn = _with_database(admin_dsn, name)
+
+    async def create() -> None:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(dsn)
+        try:
+            await apply_migrations(conn)
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    try:
+        yield dsn
+    finally:
+        asyncio.run(drop())
+        if server is not None:
+            stop_embedded(server)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(
+        secrets=Secrets(
+            master_key=secrets.token_bytes(32),
+            pin_pepper=secrets.token_bytes(32),
+            admin_token=secrets.token_urlsafe(24),
+        ),
+        database_url=database_url,
+        argon2=TEST_ARGON2,
+        pin_threads=2,
+        max_amount_fen=500_000,
+    )
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings) -> TestClient:
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection for checking what the gateway wrote."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+class World:
+    """Builds merchants, terminals and cards through the operator API."""
+
+    def __init__(self, client: TestClient, settings: Settings) -> None:
+        self.client = client
+        self.headers = {"Authorization": f"Bearer {settings.secrets.admin_token}"}
+        self.base_url = str(client.make_url("")).rstrip("/")
+
+    async def admin(self, path: str, body: dict[str, Any] | None = None, status: int = 201) -> Any:
+        resp = await self.client.post(path, json=body or {}, headers=self.headers)
+        data = await resp.json()
+        assert resp.status == status, data
+        return data
+
+    async def merchant(self, *, designated: bool = True, kind: str = "pharmacy") -> str:
+        today = date.today()
+        start, end = (
+            (today - timedelta(days=365), today + timedelta(days=365))
+            if designated
+            else (today - timedelta(days=800), today - timedelta(days=30))
+        )
+        data = await self.admin(
+            "/v1/admin/merchants",
+            {
+                "name": f"Test {kind} {secrets.token_hex(3)}",
+                "kind": kind,
+                "designated_from": start.isoformat(),
+                "designated_until": end.isoformat(),
+            },
+        )
+        return data["merchant_id"]
+
+    async def terminal(self, merchant_id: str | None = None, **merchant: Any) -> Terminal:
+        merchant_id = merchant_id or await self.merchant(**merchant)
+        data = await self.admin("/v1/admin/terminals", {"merchant_id": merchant_id})
+        config = TerminalConfig(
+            data["terminal_id"], bytes.fromhex(data["mac_key"]), bytes.fromhex(data["pin_key"])
+        )
+        return Terminal(self.client.session, self.base_url, config, StanCounter(1))
+
+    async def card(
+        self, balance: int = 10_000, pin: str = "4321", expires_on: date | None = None
+    ) -> dict[str, Any]:
+        ssn = new_ssn()
+        person = await self.admin(
+            "/v1/admin/people",
+            {"ssn": ssn, "name": "Test Holder", "opening_allocation": balance},
+        )
+        body: dict[str, Any] = {"ssn": ssn, "pin": pin}
+        if expires_on is not None:
+            body["expires_on"] = expires_on.isoformat()
+        card = await self.admin("/v1/admin/cards", body)
+        return {**card, "ssn": ssn, "pin": pin, "account_id": person["account_id"]}
+
+
+@pytest.fixture
+def world(client: TestClient, settings: Settings) -> World:
+    return World(client, settings)
