@@ -11,12 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+import structlog
 from aiohttp import web
 
 from pos_gateway.http import admin, ops, terminal
 from pos_gateway.http.middleware import error_mapping, request_context
 from pos_gateway.http.state import METRICS, SERVICES, SETTINGS, Services
 from pos_gateway.http.validation import MAX_BODY_BYTES
+from pos_gateway.logs import configure_logging
 from pos_gateway.metrics import Metrics
 from pos_gateway.security.keys import KeyWrapper
 from pos_gateway.security.pins import PinHasher
@@ -65,6 +67,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
+    """The gateway application; its resources open on start-up and close on clean-up."""
+    if not structlog.is_configured():
+        # structlog's unconfigured default prints raw fields to stdout: never serve that way.
+        configure_logging(settings.log_level)
     app = web.Application(
         middlewares=[request_context, error_mapping], client_max_size=MAX_BODY_BYTES
     )
@@ -72,6 +78,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_resources)
     app.router.add_post("/v1/transactions", terminal.post_transaction)
+    app.router.add_post("/v1/batches/close", terminal.post_batch_close)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_routes(admin.routes)

@@ -99,19 +99,28 @@ async def _migrate(settings: Settings) -> int:
 async def _demo_data(settings: Settings, out: Path) -> int:
     from pos_gateway.app import build_services, business_today
     from pos_gateway.metrics import Metrics
+    from pos_gateway.security.keys import KeyUnwrapError
     from pos_gateway.services.demo import build_demo_world
     from pos_gateway.store.database import open_database
 
     with ThreadPoolExecutor(max_workers=settings.pin_threads) as executor:
         async with open_database(settings) as db:
             services = build_services(settings, db.pool, executor, Metrics())
-            world = await build_demo_world(
-                services.admin,
-                services.key_wrapper,
-                db.pool,
-                business_today(settings)(),
-                settings.secrets.admin_token,
-            )
+            try:
+                world = await build_demo_world(
+                    services.admin,
+                    services.key_wrapper,
+                    db.pool,
+                    business_today(settings)(),
+                    settings.secrets.admin_token,
+                )
+            except KeyUnwrapError as exc:
+                print(
+                    f"pos-gateway: the keys of demo terminal {exc} were wrapped under another "
+                    "POS_MASTER_KEY; use the original key or a new POS_DATA_DIR",
+                    file=sys.stderr,
+                )
+                return 1
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(world, fh, indent=2)

@@ -18,6 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pos_gateway.app import create_app
+from pos_gateway.logs import configure_logging
 from pos_gateway.security.pins import Argon2Params
 from pos_gateway.settings import Secrets, Settings
 from pos_gateway.store.embedded import start_embedded, stop_embedded
@@ -74,14 +75,27 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             stop_embedded(server)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def json_logs() -> None:
+    """Logs as in production: JSON on stderr through the redaction processor."""
+    configure_logging("info")
+
+
+@pytest.fixture(scope="session")
+def gateway_secrets() -> Secrets:
+    """One deployment's secrets for the whole session, as the rows in the shared test
+    database (wrapped terminal keys, PIN hashes) are bound to them."""
+    return Secrets(
+        master_key=secrets.token_bytes(32),
+        pin_pepper=secrets.token_bytes(32),
+        admin_token=secrets.token_urlsafe(24),
+    )
+
+
 @pytest.fixture
-def settings(database_url: str) -> Settings:
+def settings(database_url: str, gateway_secrets: Secrets) -> Settings:
     return Settings(
-        secrets=Secrets(
-            master_key=secrets.token_bytes(32),
-            pin_pepper=secrets.token_bytes(32),
-            admin_token=secrets.token_urlsafe(24),
-        ),
+        secrets=gateway_secrets,
         database_url=database_url,
         argon2=TEST_ARGON2,
         pin_threads=2,

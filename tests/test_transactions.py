@@ -235,7 +235,10 @@ async def test_replay_returns_the_stored_answer_and_changes_nothing(world: World
     # A terminal may re-encipher the PIN for the retransmission (format 4 is randomized).
     third = await terminal.send(
         "/v1/transactions",
-        {**body, "pin_block": terminal.transaction_body("x", pan=card["pan"], pin="4321")["pin_block"]},
+        {
+            **body,
+            "pin_block": terminal.transaction_body("x", pan=card["pan"], pin="4321")["pin_block"],
+        },
     )
 
     assert first.body["response_code"] == "00"

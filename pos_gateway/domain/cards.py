@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
-PAN_RE = re.compile(r"^[0-9]{16,19}$")
+PAN_RE = re.compile(r"[0-9]{16,19}")
 
 
 def luhn_check_digit(partial: str) -> str:
@@ -31,7 +31,7 @@ def luhn_valid(number: str) -> bool:
 
 def pan_well_formed(pan: str) -> bool:
     """16 to 19 ASCII digits, the shape a terminal must send (Luhn is a business check)."""
-    return bool(PAN_RE.match(pan))
+    return bool(PAN_RE.fullmatch(pan))
 
 
 def mask_pan(pan: str) -> str:

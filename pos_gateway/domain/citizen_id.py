@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-_SHAPE = re.compile(r"^[0-9]{17}[0-9X]$")
+_SHAPE = re.compile(r"[0-9]{17}[0-9X]")
 _WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))
 _CHECK_CHARS = "10X98765432"
 
@@ -35,7 +35,7 @@ class InvalidCitizenId(ValueError):
 def parse_citizen_id(text: str) -> CitizenId:
     """Validate shape, birth date and check character; raise InvalidCitizenId otherwise."""
     number = text.strip().upper()
-    if not _SHAPE.match(number):
+    if not _SHAPE.fullmatch(number):
         raise InvalidCitizenId("must be 17 digits followed by a digit or X")
     try:
         birth = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))

@@ -112,3 +112,15 @@ def decide_wrong_pin(failures_after: int) -> Code:
     if failures_after >= MAX_PIN_FAILURES:
         return Code.PIN_TRIES_EXCEEDED
     return Code.INCORRECT_PIN
+
+
+def decide_refund(
+    *, amount: int, max_amount: int, merchant: MerchantStanding, today: date
+) -> Code | None:
+    """Declines a refund gets before its original is looked at; the rest (12, 13 against
+    what is left of the original) is decided atomically with the claim on the original."""
+    if not designation_active(merchant, today):
+        return Code.MERCHANT_NOT_DESIGNATED
+    if amount <= 0 or amount > max_amount:
+        return Code.INVALID_AMOUNT
+    return None

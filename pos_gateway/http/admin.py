@@ -181,7 +181,7 @@ async def register_merchant(request: web.Request) -> web.Response:
 async def register_terminal(request: web.Request) -> web.Response:
     data = await _body(request, {"merchant_id", "terminal_id"})
     terminal_id = field_str(data, "terminal_id", max_len=8, required=False)
-    if terminal_id is not None and not TERMINAL_ID_RE.match(terminal_id):
+    if terminal_id is not None and not TERMINAL_ID_RE.fullmatch(terminal_id):
         raise BadRequest("terminal_id must be 8 characters [0-9A-Z]")
     registered = await _admin(request).register_terminal(
         field_str(data, "merchant_id", max_len=15), terminal_id

@@ -12,10 +12,11 @@ from aiohttp import web
 
 from pos_gateway.errors import ApiError
 from pos_gateway.http.state import METRICS
+from pos_gateway.store.database import UNAVAILABLE_ERRORS
 
 log = structlog.get_logger("pos_gateway.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -26,7 +27,7 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     structlog.contextvars.clear_contextvars()
     offered = request.headers.get("X-Request-Id", "")
-    request_id = offered if _REQUEST_ID_RE.match(offered) else uuid.uuid4().hex
+    request_id = offered if _REQUEST_ID_RE.fullmatch(offered) else uuid.uuid4().hex
     structlog.contextvars.bind_contextvars(request_id=request_id)
     response = await handler(request)
     response.headers["X-Request-Id"] = request_id
@@ -50,6 +51,10 @@ async def error_mapping(request: web.Request, handler: Handler) -> web.StreamRes
     except (asyncpg.ForeignKeyViolationError, asyncpg.UniqueViolationError) as exc:
         metrics.http_errors.labels("409", "conflict").inc()
         return error_response(409, "conflict", f"conflicts with {exc.constraint_name}")
+    except UNAVAILABLE_ERRORS as exc:
+        log.error("database_unavailable", error=type(exc).__name__, path=request.path)
+        metrics.http_errors.labels("503", "database_unavailable").inc()
+        return error_response(503, "database_unavailable", "database unavailable; retry later")
     except web.HTTPRequestEntityTooLarge:
         metrics.http_errors.labels("413", "body_too_large").inc()
         return error_response(413, "body_too_large", "request body exceeds 16 KiB")

@@ -11,9 +11,15 @@ from aiohttp import web
 from pos_gateway.domain.decisions import Code, MerchantStanding
 from pos_gateway.errors import ApiError, Forbidden, Unauthorized
 from pos_gateway.http.state import METRICS, SERVICES, SETTINGS
-from pos_gateway.http.validation import MAX_BODY_BYTES, TERMINAL_ID_RE, parse_transaction
+from pos_gateway.http.validation import (
+    MAX_BODY_BYTES,
+    TERMINAL_ID_RE,
+    parse_batch_close,
+    parse_transaction,
+)
 from pos_gateway.security.keys import KeyUnwrapError
 from pos_gateway.security.signing import signature_valid, timestamp_fresh
+from pos_gateway.services.batches import close_batch
 from pos_gateway.services.transactions import Terminal, unrecorded_answer
 from pos_gateway.store import terminals
 from pos_gateway.store.database import UNAVAILABLE_ERRORS
@@ -37,7 +43,7 @@ async def authenticate(request: web.Request, body: bytes) -> Terminal:
     terminal_id = request.headers.get("X-Terminal-Id", "")
     timestamp = request.headers.get("X-Timestamp", "")
     signature = request.headers.get("X-Signature", "")
-    if not TERMINAL_ID_RE.match(terminal_id):
+    if not TERMINAL_ID_RE.fullmatch(terminal_id):
         raise Unauthorized("X-Terminal-Id must be 8 characters [0-9A-Z]", code="bad_terminal_id")
     structlog.contextvars.bind_contextvars(terminal_id=terminal_id)
     if not timestamp_fresh(timestamp, time.time(), settings.timestamp_window_s):
@@ -107,4 +113,15 @@ async def post_transaction(request: web.Request) -> web.Response:
         rrn=answer.get("rrn"),
         pan=pan,
     )
+    return web.json_response(answer)
+
+
+async def post_batch_close(request: web.Request) -> web.Response:
+    """POST /v1/batches/close: reconcile the terminal's totals, open the next batch."""
+    services = request.app[SERVICES]
+    body = await read_body(request)
+    terminal = await authenticate(request, body)
+    batch_no, figures, digest = parse_batch_close(body)
+    answer = await close_batch(services.pool, terminal.terminal_id, batch_no, figures, digest)
+    log.info("batch_closed", batch_no=batch_no, in_balance=answer["in_balance"])
     return web.json_response(answer)

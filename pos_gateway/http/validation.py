@@ -15,9 +15,9 @@ from pos_gateway.security.pins import PIN_BLOCK_BYTES
 from pos_gateway.services.transactions import TransactionRequest
 
 MAX_BODY_BYTES = 16 * 1024
-STAN_RE = re.compile(r"^[0-9]{6}$")
-TERMINAL_ID_RE = re.compile(r"^[0-9A-Z]{8}$")
-_PIN_BLOCK_RE = re.compile(rf"^[0-9a-fA-F]{{{2 * PIN_BLOCK_BYTES}}}$")
+STAN_RE = re.compile(r"[0-9]{6}")
+TERMINAL_ID_RE = re.compile(r"[0-9A-Z]{8}")
+_PIN_BLOCK_RE = re.compile(rf"[0-9a-fA-F]{{{2 * PIN_BLOCK_BYTES}}}")
 
 _COMMON = {"type", "stan", "local_time"}
 # type -> (required fields, optional fields)
@@ -35,7 +35,15 @@ TRANSACTION_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset(_COMMON | {"pan", "amount", "currency"}),
         frozenset({"pin_block"}),
     ),
+    "refund": (
+        frozenset(_COMMON | {"original_rrn", "amount", "currency"}),
+        frozenset({"pan"}),
+    ),
+    # The original's amount and card may be sent along; the gateway reverses what it
+    # recorded, not what the reversal claims.
+    "reversal": (frozenset(_COMMON | {"original_stan"}), frozenset({"pan", "amount", "currency"})),
 }
+RRN_RE = re.compile(r"[0-9]{12}")
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -69,7 +77,7 @@ def parse_transaction(body: bytes) -> TransactionRequest:
         )
 
     stan = data["stan"]
-    if not isinstance(stan, str) or not STAN_RE.match(stan):
+    if not isinstance(stan, str) or not STAN_RE.fullmatch(stan):
         raise BadRequest("stan must be a string of 6 digits", code="invalid_stan")
     local_date = _local_date(data["local_time"])
 
@@ -80,7 +88,7 @@ def parse_transaction(body: bytes) -> TransactionRequest:
     pin_block = None
     if "pin_block" in data:
         raw = data["pin_block"]
-        if not isinstance(raw, str) or not _PIN_BLOCK_RE.match(raw):
+        if not isinstance(raw, str) or not _PIN_BLOCK_RE.fullmatch(raw):
             raise BadRequest(
                 f"pin_block must be {2 * PIN_BLOCK_BYTES} hex characters (ISO 9564 format 4)",
                 code="invalid_pin_block",
@@ -94,6 +102,17 @@ def parse_transaction(body: bytes) -> TransactionRequest:
         )
     if "currency" in data and data["currency"] != CURRENCY:
         raise BadRequest(f"currency must be {CURRENCY!r}", code="invalid_currency")
+
+    original_rrn = data.get("original_rrn")
+    if "original_rrn" in data and (
+        not isinstance(original_rrn, str) or not RRN_RE.fullmatch(original_rrn)
+    ):
+        raise BadRequest("original_rrn must be a string of 12 digits", code="invalid_rrn")
+    original_stan = data.get("original_stan")
+    if "original_stan" in data and (
+        not isinstance(original_stan, str) or not STAN_RE.fullmatch(original_stan)
+    ):
+        raise BadRequest("original_stan must be a string of 6 digits", code="invalid_stan")
 
     # The PIN block is left out of the request's identity: format 4 pads with random
     # bytes, so a terminal that re-enciphers the PIN for a retransmission still sends
@@ -110,6 +129,8 @@ def parse_transaction(body: bytes) -> TransactionRequest:
         pin_block=pin_block,
         amount=amount,
         content_hash=content_hash,
+        original_rrn=original_rrn,
+        original_stan=original_stan,
     )
 
 
@@ -172,3 +193,26 @@ def only_fields(data: dict[str, Any], allowed: set[str]) -> None:
     extra = sorted(data.keys() - allowed)
     if extra:
         raise BadRequest(f"unexpected field(s): {', '.join(e[:40] for e in extra[:5])}")
+
+
+def parse_batch_close(body: bytes) -> tuple[int, dict[str, Any], bytes]:
+    """{"batch_no": 7, "purchases": {"count", "amount"}, "refunds": {"count", "amount"}}."""
+    data = parse_json_object(body)
+    only_fields(data, {"batch_no", "purchases", "refunds"})
+    batch_no = data.get("batch_no")
+    if type(batch_no) is not int or not 0 < batch_no < 2**31:
+        raise BadRequest("batch_no must be a positive integer", code="invalid_batch_no")
+    figures: dict[str, Any] = {}
+    for name in ("purchases", "refunds"):
+        part = data.get(name)
+        if not isinstance(part, dict) or set(part) != {"count", "amount"}:
+            raise BadRequest(f"{name} must be {{count, amount}}", code="invalid_figures")
+        count = part["count"]
+        if type(count) is not int or not 0 <= count < 2**31 or not is_fen_amount(part["amount"]):
+            raise BadRequest(
+                f"{name}.count and {name}.amount must be non-negative integers",
+                code="invalid_figures",
+            )
+        figures[name] = {"count": count, "amount": part["amount"]}
+    digest = hashlib.sha256(json.dumps([batch_no, figures], sort_keys=True).encode()).digest()
+    return batch_no, figures, digest

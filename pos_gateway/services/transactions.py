@@ -23,12 +23,13 @@ from pos_gateway.domain.decisions import (
     Code,
     MerchantStanding,
     decide_before_pin,
+    decide_refund,
 )
 from pos_gateway.metrics import Metrics
 from pos_gateway.security.pins import PinBlockError, PinHasher, decipher_pin_block
 from pos_gateway.store import people
 from pos_gateway.store import transactions as store
-from pos_gateway.store.transactions import DuplicateKey, RequestKey, StoredAnswer
+from pos_gateway.store.transactions import BLOCKED, DuplicateKey, RequestKey, StoredAnswer
 
 log = structlog.get_logger("pos_gateway.transactions")
 
@@ -54,6 +55,12 @@ class TransactionRequest:
     pin_block: bytes | None = field(repr=False)
     amount: int | None
     content_hash: bytes  # identifies the request's content for replay vs. 94
+    original_rrn: str | None = None  # refund
+    original_stan: str | None = None  # reversal
+
+
+def _auth_code() -> str:
+    return f"{secrets.randbelow(1_000_000):06d}"
 
 
 def render(answer: StoredAnswer) -> dict[str, Any]:
@@ -107,6 +114,9 @@ class TransactionService:
             except DuplicateKey:
                 stored = await store.find(self._pool, key)
                 assert stored is not None  # the key's holder has committed
+        if stored.txn_type == BLOCKED:
+            # A reversal arrived first and took this request's key: declined, nothing moves.
+            return render(stored)
         if stored.request_hash != request.content_hash:
             return unrecorded_answer(Code.DUPLICATE, request.stan)
         return render(stored)
@@ -114,6 +124,42 @@ class TransactionService:
     async def _decide_and_record(
         self, terminal: Terminal, request: TransactionRequest, key: RequestKey
     ) -> StoredAnswer:
+        common = (key, request.content_hash, request.txn_type, terminal.merchant_id)
+        if request.txn_type == "reversal":
+            assert request.original_stan is not None
+            if request.original_stan == request.stan:
+                return await store.record_decline(
+                    self._pool, *common, None, None, None, Code.INVALID_TRANSACTION.value
+                )
+            return await store.record_reversal(
+                self._pool, *common, request.original_stan, _auth_code()
+            )
+        if request.txn_type == "refund":
+            assert request.original_rrn is not None and request.amount is not None
+            decline = decide_refund(
+                amount=request.amount,
+                max_amount=self._max_amount,
+                merchant=terminal.merchant,
+                today=self._today(),
+            )
+            if decline is not None:
+                return await store.record_decline(
+                    self._pool, *common, None, None, request.amount, decline.value
+                )
+            return await store.record_refund(
+                self._pool,
+                *common,
+                request.original_rrn,
+                request.amount,
+                _auth_code(),
+                request.pan,
+            )
+        return await self._card_request(terminal, request, common)
+
+    async def _card_request(
+        self, terminal: Terminal, request: TransactionRequest, common: tuple
+    ) -> StoredAnswer:
+        """Purchase, balance inquiry and the refused kinds: decided on the card and PIN."""
         pan = request.pan
         pan_ok = pan is not None and luhn_valid(pan)
         card = await people.get_card(self._pool, pan) if pan_ok else None
@@ -136,7 +182,6 @@ class TransactionService:
             pan_luhn_ok=pan_ok,
             today=self._today(),
         )
-        common = (key, request.content_hash, request.txn_type, terminal.merchant_id)
         if decline == Code.INVALID_CARD and request.txn_type in PIN_TYPES:
             # An unknown card costs one hash like a known one: timing must not tell
             # which card numbers exist.
@@ -162,7 +207,7 @@ class TransactionService:
             *common,
             card["card_id"],
             request.amount,
-            f"{secrets.randbelow(1_000_000):06d}",
+            _auth_code(),
             MAX_PIN_FAILURES,
         )
 

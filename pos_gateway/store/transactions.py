@@ -20,6 +20,10 @@ RETURNING terminal_id, local_date, stan, request_hash, txn_type, transaction_id,
 """
 
 
+# txn_type of the row a reversal leaves in its original's place when it arrives first.
+BLOCKED = "blocked"
+
+
 @dataclass(frozen=True, slots=True)
 class RequestKey:
     terminal_id: str
@@ -233,3 +237,150 @@ async def record_after_good_pin(
         auth_code,
         max_failures,
     )
+
+
+_REFUND = f"""
+WITH original AS (
+    SELECT transaction_id, txn_type, response_code, merchant_id, card_id, account_id
+    FROM transactions WHERE rrn = $7
+), claimed AS (
+    UPDATE transactions SET refunded_amount = refunded_amount + $8
+    WHERE rrn = $7 AND txn_type = 'purchase' AND response_code = '00' AND merchant_id = $6
+      AND NOT reversed AND refunded_amount + $8 <= amount
+      AND ($10::text IS NULL OR card_id = (SELECT card_id FROM cards WHERE pan = $10))
+    RETURNING account_id
+), credit AS (
+    UPDATE individual_accounts SET balance = balance + $8
+    WHERE account_id = (SELECT account_id FROM claimed)
+    RETURNING account_id, balance
+), decision AS (
+    SELECT CASE
+        WHEN EXISTS (SELECT 1 FROM credit) THEN '00'
+        WHEN EXISTS (
+            SELECT 1 FROM original o JOIN transactions t USING (transaction_id)
+            WHERE o.txn_type = 'purchase' AND o.response_code = '00' AND o.merchant_id = $6
+              AND NOT t.reversed
+              AND ($10::text IS NULL OR o.card_id = (SELECT card_id FROM cards WHERE pan = $10))
+        ) THEN '13'
+        ELSE '12' END AS code
+), txn AS (
+    INSERT INTO transactions (terminal_id, local_date, stan, request_hash, txn_type,
+                              merchant_id, card_id, account_id, amount, response_code,
+                              balance, auth_code, original_transaction_id)
+    SELECT $1, $2, $3, $4, $5, $6,
+           (SELECT card_id FROM original), (SELECT account_id FROM original), $8, code,
+           CASE WHEN code = '00' THEN (SELECT balance FROM credit) END,
+           CASE WHEN code = '00' THEN $9 END,
+           (SELECT transaction_id FROM original)
+    FROM decision
+    RETURNING *
+), journal_line AS (
+    INSERT INTO journal (account_id, kind, amount, balance_after, transaction_id,
+                         terminal_id, merchant_id, reference)
+    SELECT credit.account_id, 'refund', $8::bigint, credit.balance, txn.transaction_id,
+           txn.terminal_id, txn.merchant_id, 'refund of RRN ' || $7
+    FROM credit, txn
+)
+SELECT {_RETURNING.replace("RETURNING", "")} FROM txn
+"""
+
+
+async def record_refund(
+    pool: asyncpg.Pool,
+    key: RequestKey,
+    request_hash: bytes,
+    txn_type: str,
+    merchant_id: str,
+    original_rrn: str,
+    amount: int,
+    auth_code: str,
+    pan: str | None,
+) -> StoredAnswer:
+    """Credit back part or all of an approved purchase of this merchant.
+
+    The claim on the original is a conditional UPDATE of its row (refunded so far + this
+    refund <= its amount, not reversed), so concurrent refunds and a reversal of the same
+    purchase serialize on that row and can never return more than was paid."""
+    return await _write(
+        pool, _REFUND, *_key_args(key), request_hash, txn_type, merchant_id,
+        original_rrn, amount, auth_code, pan,
+    )  # fmt: skip
+
+
+_BLOCK_ORIGINAL = """
+INSERT INTO transactions (terminal_id, local_date, stan, request_hash, txn_type,
+                          merchant_id, response_code)
+VALUES ($1, $2, $3, '\\x'::bytea, 'blocked', $4, '12')
+ON CONFLICT (terminal_id, local_date, stan) DO NOTHING
+RETURNING transaction_id
+"""
+
+_REVERSAL = f"""
+WITH target AS (
+    SELECT transaction_id FROM transactions
+    WHERE terminal_id = $1 AND local_date = $2 AND stan = $7
+), original AS (
+    UPDATE transactions SET reversed = true
+    WHERE terminal_id = $1 AND local_date = $2 AND stan = $7
+      AND txn_type = 'purchase' AND response_code = '00' AND NOT reversed
+    RETURNING transaction_id, account_id, card_id, amount - refunded_amount AS unreturned
+), credit AS (
+    UPDATE individual_accounts a SET balance = a.balance + o.unreturned
+    FROM original o
+    WHERE a.account_id = o.account_id AND o.unreturned > 0
+    RETURNING a.account_id, a.balance, o.unreturned
+), txn AS (
+    INSERT INTO transactions (terminal_id, local_date, stan, request_hash, txn_type,
+                              merchant_id, card_id, account_id, amount, response_code,
+                              balance, auth_code, original_transaction_id)
+    SELECT $1, $2, $3, $4, $5, $6,
+           (SELECT card_id FROM original), (SELECT account_id FROM original),
+           coalesce((SELECT unreturned FROM original), 0), '00',
+           (SELECT balance FROM credit), $8,
+           coalesce((SELECT transaction_id FROM original), (SELECT transaction_id FROM target))
+    RETURNING *
+), journal_line AS (
+    INSERT INTO journal (account_id, kind, amount, balance_after, transaction_id,
+                         terminal_id, merchant_id, reference)
+    SELECT credit.account_id, 'reversal', credit.unreturned, credit.balance,
+           txn.transaction_id, txn.terminal_id, txn.merchant_id, 'reversal of STAN ' || $7
+    FROM credit, txn
+)
+SELECT {_RETURNING.replace("RETURNING", "")} FROM txn
+"""
+
+
+async def record_reversal(
+    pool: asyncpg.Pool,
+    key: RequestKey,
+    request_hash: bytes,
+    txn_type: str,
+    merchant_id: str,
+    original_stan: str,
+    auth_code: str,
+) -> StoredAnswer:
+    """Cancel this terminal's request (same local date, `original_stan`).
+
+    One transaction: first try to reserve the original's key with a 'blocked' row. If that
+    succeeds the original has not arrived, and when it does it finds its key taken and is
+    declined without touching money. If the key is taken, the original exists (committed:
+    the insert waited for it), and the reversal marks it reversed and credits back what was
+    not refunded yet, once: a second reversal finds it already reversed and credits 0."""
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.fetchval(
+                _BLOCK_ORIGINAL, key.terminal_id, key.local_date, original_stan, merchant_id
+            )
+            row = await conn.fetchrow(
+                _REVERSAL, *_key_args(key), request_hash, txn_type, merchant_id,
+                original_stan, auth_code,
+            )  # fmt: skip
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name == "transactions_pkey":
+            raise DuplicateKey from exc
+        raise
+    return StoredAnswer.from_row(row)
+
+
+def _key_args(key: RequestKey) -> tuple[str, date, str]:
+    return key.terminal_id, key.local_date, key.stan

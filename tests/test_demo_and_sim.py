@@ -1,0 +1,151 @@
+"""The demo world contract (DESIGN §7), the scenario runner, and the simulator CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pos_gateway import cli as gateway_cli
+from pos_gateway.logs import configure_logging
+from pos_gateway.settings import Settings
+from terminal_sim import cli as sim_cli
+from terminal_sim.demo import DemoWorld
+from terminal_sim.protocol import parse_amount
+from terminal_sim.scenario import ScenarioError, load_scenario, run_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def gateway_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POS_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("POS_MASTER_KEY", settings.secrets.master_key.hex())
+    monkeypatch.setenv("POS_PIN_PEPPER", settings.secrets.pin_pepper.hex())
+    monkeypatch.setenv("POS_ADMIN_TOKEN", settings.secrets.admin_token)
+    monkeypatch.setenv("POS_ARGON2_TIME_COST", "1")
+    monkeypatch.setenv("POS_ARGON2_MEMORY_KIB", "64")
+    monkeypatch.setenv("POS_LOG_LEVEL", "warning")
+
+
+async def _demo_data(path: Path) -> dict[str, Any]:
+    try:
+        rc = await asyncio.to_thread(gateway_cli.main, ["demo-data", "--out", str(path)])
+    finally:
+        configure_logging("info")  # the CLI configured logging for itself
+    assert rc == 0
+    return json.loads(path.read_text())
+
+
+@pytest.fixture
+async def demo(gateway_env: None, tmp_path: Path) -> dict[str, Any]:
+    return await _demo_data(tmp_path / "demo.json")
+
+
+async def test_demo_world_meets_the_contract(demo: dict[str, Any], tmp_path: Path) -> None:
+    kinds = {(m["kind"], m["designated"]) for m in demo["merchants"]}
+    with_terminals = {t["merchant_id"] for t in demo["terminals"]}
+    statuses = Counter(c["status"] for c in demo["cards"])
+
+    assert {("pharmacy", True), ("hospital", True)} <= kinds
+    assert any(not m["designated"] for m in demo["merchants"])
+    assert {m["merchant_id"] for m in demo["merchants"]} == with_terminals
+    assert statuses["active"] >= 10 and statuses["lost"] == 1 and statuses["expired"] == 1
+    assert all(c["balance"] > 0 for c in demo["cards"])
+    assert sum(c["contributions_stopped"] for c in demo["cards"]) == 1
+    assert all(len(bytes.fromhex(t["pin_key"])) == 16 for t in demo["terminals"])
+    assert isinstance(demo["admin_token"], str) and demo["admin_token"]
+    assert os.stat(tmp_path / "demo.json").st_mode & 0o077 == 0  # keys inside: owner only
+
+
+async def test_demo_data_twice_reuses_and_never_duplicates(
+    demo: dict[str, Any], tmp_path: Path, db
+) -> None:
+    again = await _demo_data(tmp_path / "again.json")
+
+    assert [c["pan"] for c in again["cards"]] == [c["pan"] for c in demo["cards"]]
+    assert again["terminals"] == demo["terminals"]  # same keys handed out again
+    pans = [c["pan"] for c in demo["cards"]]
+    stored = await db.fetchval("SELECT count(*) FROM cards WHERE pan = ANY($1::text[])", pans)
+    assert stored == len(pans)
+
+
+async def test_demo_scenario_passes_against_the_gateway(
+    demo: dict[str, Any], client, tmp_path: Path
+) -> None:
+    out = io.StringIO()
+    results = await run_scenario(
+        load_scenario(ROOT / "scenarios" / "demo.toml"),
+        DemoWorld(demo),
+        str(client.make_url("")),
+        out,
+    )
+
+    assert results and all(r.ok for r in results), out.getvalue()
+    printed = out.getvalue()
+    assert "pin_block" in printed and "<format-4 PIN block>" in printed
+    for card in demo["cards"]:
+        assert card["pan"] not in printed
+
+
+async def test_scenario_mismatch_fails_the_cli(
+    demo: dict[str, Any], client, tmp_path: Path
+) -> None:
+    (tmp_path / "demo.json").write_text(json.dumps(demo))
+    scenario = tmp_path / "bad.toml"
+    scenario.write_text(
+        '[[step]]\nterminal = "pharm001"\ntype = "purchase"\ncard = "card-02"\n'
+        'amount = "1.00"\nexpect = "51"\n'
+    )
+    url = str(client.make_url("")).rstrip("/")
+
+    rc = await asyncio.to_thread(
+        sim_cli.main,
+        ["scenario", str(scenario), "--url", url, "--demo", str(tmp_path / "demo.json")],
+    )
+
+    assert rc == 1
+
+
+async def test_single_purchase_command_prints_the_answer(
+    demo: dict[str, Any], client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "demo.json").write_text(json.dumps(demo))
+    url = str(client.make_url("")).rstrip("/")
+    args = ["--url", url, "--demo", str(tmp_path / "demo.json"), "--terminal", "hosp0001"]
+
+    rc = await asyncio.to_thread(
+        sim_cli.main, ["purchase", *args, "--card", "card-05", "--json", "3.30"]
+    )
+    answer = json.loads(capsys.readouterr().out)
+
+    assert rc == 0
+    assert answer["response_code"] == "00" and answer["amount"] == 330
+
+
+@pytest.mark.parametrize(
+    ("text", "fen"),
+    [("12.50", 1250), ("0.01", 1), ("100", 10000), ("0.1", 10), ("19.99", 1999), ("7.", 700)],
+)
+def test_amounts_convert_exactly_to_fen(text: str, fen: int) -> None:
+    assert parse_amount(text) == fen
+
+
+@pytest.mark.parametrize("text", ["1.234", "-1", "abc", "", "nan", "inf", "1e-3"])
+def test_bad_amounts_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_amount(text)
+
+
+def test_scenario_with_unknown_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('[[step]]\nterminal = "x"\ntype = "purchase"\nexpect = "00"\nexpekt = 1\n')
+
+    with pytest.raises(ScenarioError, match="unknown key"):
+        load_scenario(path)
