@@ -79,6 +79,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_resources)
     app.router.add_post("/v1/transactions", terminal.post_transaction)
     app.router.add_post("/v1/batches/close", terminal.post_batch_close)
+    app.router.add_get("/v1/batches/open", terminal.get_open_batch)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_routes(admin.routes)

@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="create (or reuse) the demo world and write its terminals, cards and keys as JSON",
     )
     demo.add_argument("--out", required=True, type=Path, help="file to write (mode 0600)")
+
+    verify = sub.add_parser(
+        "verify-ledger",
+        help="recompute every balance from the journal and check refunds and reversals; "
+        "exit 1 with a report on any mismatch",
+    )
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
@@ -73,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_migrate(settings))
     if args.command == "demo-data":
         return asyncio.run(_demo_data(settings, args.out))
+    if args.command == "verify-ledger":
+        return asyncio.run(_verify_ledger(settings, as_json=args.json))
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
@@ -133,3 +142,25 @@ async def _demo_data(settings: Settings, out: Path) -> int:
         cards=len(world["cards"]),
     )
     return 0
+
+
+async def _verify_ledger(settings: Settings, *, as_json: bool) -> int:
+    from pos_gateway.services.reports import verify_ledger
+    from pos_gateway.store.database import open_database
+
+    async with open_database(settings) as db, db.pool.acquire() as conn:
+        report = await verify_ledger(conn)
+    if as_json:
+        print(json.dumps(report, default=str, indent=2))
+    else:
+        checked = report["checked"]
+        print(
+            f"checked {checked['accounts']} accounts, {checked['journal_lines']} journal lines, "
+            f"{checked['transactions']} transactions"
+        )
+        for name, rows in report["problems"].items():
+            print(f"MISMATCH {name}: {len(rows)} row(s)")
+            for row in rows:
+                print(f"  {row}")
+        print("ledger is consistent" if report["ok"] else "ledger has mismatches")
+    return 0 if report["ok"] else 1

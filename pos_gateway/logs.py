@@ -73,6 +73,17 @@ def redact_secrets(_logger: Any, _method: str, event: dict[str, Any]) -> dict[st
     return event
 
 
+class _CurrentStderr:
+    """Writes to whatever sys.stderr is at the time of writing, not at configuration:
+    a test runner that swaps and closes stderr must not leave logging on a closed file."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
     """JSON lines on stderr (or `stream`); the standard library's loggers go the same way."""
     processors: list[Any] = [
@@ -83,7 +94,7 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
         redact_secrets,
         structlog.processors.JSONRenderer(),
     ]
-    out = stream if stream is not None else sys.stderr
+    out: Any = stream if stream is not None else _CurrentStderr()
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(

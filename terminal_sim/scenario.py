@@ -4,20 +4,32 @@ name = "Demo"
 [[step]]
 title = "Buy medicine"
 terminal = "pharm001"          # terminal id or alias from the demo file
-type = "purchase"
+type = "purchase"              # purchase | balance_inquiry | cash_withdrawal | transfer
+                               # | refund | reversal | close_batch
 card = "card-01"               # card alias or PAN from the demo file
 amount = "12.50"               # CNY, converted exactly to fen
 pin = "wrong"                  # optional: "wrong" sends a wrong PIN; default the card's
-expect = "00"                  # expected response code (or HTTP status as "http:401")
+save = "medicine"              # remember this answer for a later refund or reversal
+expect = "00"                  # expected response code, or an HTTP status as "http:409"
 expect_balance_change = "-12.50"   # against the card's last balance seen in this run
 expect_balance = "487.50"      # or an absolute balance
+expect_amount = "12.50"        # the amount in the answer (e.g. what a reversal returned)
+
+[[step]]
+type = "refund"                # or "reversal"
+original = "medicine"          # a saved step: refund uses its RRN, reversal its STAN
+
+[[step]]
+type = "close_batch"           # sends the totals this run kept for the terminal
+expect = "http:200"
+expect_in_balance = true       # optional
 """
 
 from __future__ import annotations
 
 import sys
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -25,12 +37,23 @@ import aiohttp
 
 from terminal_sim.client import Answer, Terminal, TerminalConfig
 from terminal_sim.demo import DemoWorld
-from terminal_sim.protocol import StanCounter, format_amount, mask_pan, parse_amount
+from terminal_sim.protocol import (
+    StanCounter,
+    format_amount,
+    mask_pan,
+    parse_amount,
+    signed_headers,
+)
 
 _STEP_KEYS = {
-    "title", "terminal", "type", "card", "amount", "pin", "expect",
-    "expect_balance", "expect_balance_change",
+    "title", "terminal", "type", "card", "amount", "pin", "expect", "save", "original",
+    "expect_balance", "expect_balance_change", "expect_amount", "expect_in_balance",
 }  # fmt: skip
+_TYPES = {
+    "purchase", "balance_inquiry", "cash_withdrawal", "transfer", "refund", "reversal",
+    "close_batch",
+}  # fmt: skip
+_PIN_TYPES = {"purchase", "balance_inquiry"}
 
 
 class ScenarioError(ValueError):
@@ -45,6 +68,20 @@ class StepResult:
     answer: Answer
 
 
+@dataclass
+class BatchTotals:
+    """What a terminal counts itself since its last close, as a real terminal does."""
+
+    purchases: list[int] = field(default_factory=lambda: [0, 0])
+    refunds: list[int] = field(default_factory=lambda: [0, 0])
+
+    def as_request(self) -> dict[str, dict[str, int]]:
+        return {
+            "purchases": {"count": self.purchases[0], "amount": self.purchases[1]},
+            "refunds": {"count": self.refunds[0], "amount": self.refunds[1]},
+        }
+
+
 def load_scenario(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(Path(path).read_text())
@@ -53,6 +90,7 @@ def load_scenario(path: Path) -> dict[str, Any]:
     steps = data.get("step")
     if not isinstance(steps, list) or not steps:
         raise ScenarioError("a scenario needs at least one [[step]]")
+    saved: set[str] = set()
     for number, step in enumerate(steps, 1):
         unknown = set(step) - _STEP_KEYS
         if unknown:
@@ -60,6 +98,12 @@ def load_scenario(path: Path) -> dict[str, Any]:
         for key in ("terminal", "type", "expect"):
             if key not in step:
                 raise ScenarioError(f"step {number}: {key!r} is required")
+        if step["type"] not in _TYPES:
+            raise ScenarioError(f"step {number}: unknown type {step['type']!r}")
+        if step["type"] in ("refund", "reversal") and step.get("original") not in saved:
+            raise ScenarioError(f"step {number}: 'original' must name an earlier saved step")
+        if "save" in step:
+            saved.add(step["save"])
     return data
 
 
@@ -77,48 +121,111 @@ def describe_request(body: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+class _Run:
+    def __init__(self, session: aiohttp.ClientSession, world: DemoWorld, base_url: str) -> None:
+        self.session = session
+        self.world = world
+        self.base_url = base_url.rstrip("/")
+        self.terminals: dict[str, Terminal] = {}
+        self.totals: dict[str, BatchTotals] = {}
+        self.balances: dict[str, int] = {}
+        self.saved: dict[str, dict[str, Any]] = {}
+
+    def terminal(self, name: str) -> Terminal:
+        entry = self.world.terminal(name)
+        tid = entry["terminal_id"]
+        if tid not in self.terminals:
+            config = TerminalConfig.from_demo(entry)
+            self.terminals[tid] = Terminal(self.session, self.base_url, config, StanCounter())
+            self.totals[tid] = BatchTotals()
+        return self.terminals[tid]
+
+    async def step(self, step: dict[str, Any]) -> tuple[dict[str, Any], Answer]:
+        terminal = self.terminal(step["terminal"])
+        txn_type = step["type"]
+        if txn_type == "close_batch":
+            return await self._close_batch(terminal)
+        fields: dict[str, Any] = {}
+        card = self.world.card(step["card"]) if "card" in step else None
+        if card is not None:
+            fields["pan"] = card["pan"]
+            if txn_type in _PIN_TYPES:
+                pin = card["pin"]
+                fields["pin"] = (
+                    _wrong_pin(pin) if step.get("pin") == "wrong" else step.get("pin", pin)
+                )
+        if "amount" in step:
+            fields["amount"] = parse_amount(str(step["amount"]))
+        original = self.saved.get(step.get("original", ""))
+        if txn_type == "refund":
+            fields["original_rrn"] = original["answer"]["rrn"]
+        if txn_type == "reversal":
+            fields["original_stan"] = original["answer"]["stan"]
+        body, answer = await terminal.transact(txn_type, **fields)
+        self._count(terminal, txn_type, answer, original)
+        if "save" in step:
+            self.saved[step["save"]] = {"answer": answer.body, "type": txn_type}
+        return body, answer
+
+    def _count(
+        self, terminal: Terminal, txn_type: str, answer: Answer, original: dict | None
+    ) -> None:
+        if answer.body.get("response_code") != "00":
+            return
+        totals = self.totals[terminal.config.terminal_id]
+        amount = answer.body.get("amount", 0)
+        if txn_type == "purchase":
+            totals.purchases[0] += 1
+            totals.purchases[1] += amount
+        elif txn_type == "refund":
+            totals.refunds[0] += 1
+            totals.refunds[1] += amount
+        elif txn_type == "reversal" and amount and original and original["type"] == "purchase":
+            # A reversed purchase leaves the batch (its refunds, if any, stay in it).
+            totals.purchases[0] -= 1
+            totals.purchases[1] -= original["answer"]["amount"]
+
+    async def _close_batch(self, terminal: Terminal) -> tuple[dict[str, Any], Answer]:
+        tid = terminal.config.terminal_id
+        headers = signed_headers(tid, terminal.config.mac_key, "GET", "/v1/batches/open", b"")
+        async with self.session.get(self.base_url + "/v1/batches/open", headers=headers) as resp:
+            batch_no = (await resp.json())["batch_no"]
+        body = {"batch_no": batch_no, **self.totals[tid].as_request()}
+        answer = await terminal.send("/v1/batches/close", body)
+        if answer.status == 200:
+            self.totals[tid] = BatchTotals()
+        return body, answer
+
+
 async def run_scenario(
     scenario: dict[str, Any], world: DemoWorld, base_url: str, out: TextIO = sys.stdout
 ) -> list[StepResult]:
     results: list[StepResult] = []
-    balances: dict[str, int] = {}
-    terminals: dict[str, Terminal] = {}
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        run = _Run(session, world, base_url)
         print(f"Scenario: {scenario.get('name', 'unnamed')}", file=out)
         for number, step in enumerate(scenario["step"], 1):
-            entry = world.terminal(step["terminal"])
-            terminal = terminals.get(entry["terminal_id"])
-            if terminal is None:
-                terminal = Terminal(
-                    session, base_url, TerminalConfig.from_demo(entry), StanCounter()
-                )
-                terminals[entry["terminal_id"]] = terminal
+            body, answer = await run.step(step)
             card = world.card(step["card"]) if "card" in step else None
-            fields: dict[str, Any] = {}
-            if card is not None:
-                fields["pan"] = card["pan"]
-                if step["type"] in ("purchase", "balance_inquiry"):
-                    pin = card["pin"]
-                    fields["pin"] = (
-                        _wrong_pin(pin) if step.get("pin") == "wrong" else step.get("pin", pin)
-                    )
-            if "amount" in step:
-                fields["amount"] = parse_amount(str(step["amount"]))
-            body, answer = await terminal.transact(step["type"], **fields)
             title = step.get("title", step["type"])
-            print(f"\n[{number}] {title}  (terminal {entry['terminal_id']})", file=out)
+            tid = run.terminal(step["terminal"]).config.terminal_id
+            print(f"\n[{number}] {title}  (terminal {tid})", file=out)
             print(f"  -> {describe_request(body)}", file=out)
             print(f"  <- HTTP {answer.status} {answer.body}", file=out)
-            problems = _check(step, answer, card, balances)
+            problems = _check(step, answer, card, run.balances)
             if card is not None and "balance" in answer.body:
-                balances[card["pan"]] = answer.body["balance"]
+                run.balances[card["pan"]] = answer.body["balance"]
             verdict = "ok" if not problems else "MISMATCH: " + "; ".join(problems)
             print(f"  {verdict}", file=out)
             results.append(StepResult(title, not problems, tuple(problems), answer))
     passed = sum(r.ok for r in results)
     print(f"\n{passed} passed, {len(results) - passed} failed", file=out)
     return results
+
+
+def _signed_amount(text: str) -> int:
+    text = text.strip()
+    return -parse_amount(text[1:]) if text.startswith("-") else parse_amount(text.lstrip("+"))
 
 
 def _check(
@@ -136,15 +243,22 @@ def _check(
         wanted = parse_amount(str(step["expect_balance"]))
         if balance != wanted:
             problems.append(f"expected balance {format_amount(wanted)}, got {balance}")
+    if "expect_amount" in step:
+        wanted = parse_amount(str(step["expect_amount"]))
+        if answer.body.get("amount") != wanted:
+            problems.append(
+                f"expected amount {format_amount(wanted)}, got {answer.body.get('amount')}"
+            )
+    if "expect_in_balance" in step and answer.body.get("in_balance") != step["expect_in_balance"]:
+        problems.append(
+            f"expected in_balance {step['expect_in_balance']}, got {answer.body.get('in_balance')}"
+        )
     if "expect_balance_change" in step:
-        text = str(step["expect_balance_change"]).strip()
-        change = -parse_amount(text[1:]) if text.startswith("-") else parse_amount(text.lstrip("+"))
+        change = _signed_amount(str(step["expect_balance_change"]))
         before = balances.get(card["pan"]) if card else None
         if before is None:
             problems.append("expect_balance_change needs an earlier balance for this card")
         elif balance != before + change:
-            problems.append(
-                f"expected balance {format_amount(before + change)}, got "
-                f"{format_amount(balance) if isinstance(balance, int) else balance}"
-            )
+            got = format_amount(balance) if isinstance(balance, int) else balance
+            problems.append(f"expected balance {format_amount(before + change)}, got {got}")
     return problems

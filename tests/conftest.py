@@ -176,3 +176,17 @@ class World:
 @pytest.fixture
 def world(client: TestClient, settings: Settings) -> World:
     return World(client, settings)
+
+
+@pytest.fixture
+async def ledger_clean(database_url: str) -> AsyncIterator[None]:
+    """After the test: the whole ledger still checks out (pos-gateway verify-ledger)."""
+    yield
+    from pos_gateway.services.reports import verify_ledger
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        report = await verify_ledger(conn)
+    finally:
+        await conn.close()
+    assert report["ok"], report["problems"]

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import pytest
+
 from .conftest import World
+
+pytestmark = pytest.mark.usefixtures("ledger_clean")
 
 
 async def test_concurrent_purchases_never_overdraw(world: World, db) -> None:

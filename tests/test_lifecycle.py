@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from terminal_sim.client import Terminal
 
 from .conftest import World
+
+pytestmark = pytest.mark.usefixtures("ledger_clean")
 
 
 async def _balance(db, account_id: int) -> int:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import pytest
+
 from terminal_sim.protocol import encode_body
 
 from .conftest import World
+
+pytestmark = pytest.mark.usefixtures("ledger_clean")
 
 
 async def test_purchase_debits_and_journals(world: World, db) -> None:

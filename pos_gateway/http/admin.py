@@ -10,6 +10,13 @@ from aiohttp import web
 
 from pos_gateway.domain.cards import pan_well_formed
 from pos_gateway.errors import BadRequest, Unauthorized
+from pos_gateway.http.render import (
+    SETTLEMENT_COLUMNS,
+    STATEMENT_COLUMNS,
+    csv_response,
+    query_int,
+    wants_csv,
+)
 from pos_gateway.http.state import SERVICES, SETTINGS
 from pos_gateway.http.validation import (
     TERMINAL_ID_RE,
@@ -20,6 +27,7 @@ from pos_gateway.http.validation import (
     only_fields,
     parse_json_object,
 )
+from pos_gateway.services import reports
 from pos_gateway.services.admin import AdminService
 
 routes = web.RouteTableDef()
@@ -210,6 +218,34 @@ async def disable_terminal(request: web.Request) -> web.Response:
 async def enable_terminal(request: web.Request) -> web.Response:
     await _admin(request).set_terminal_disabled(request.match_info["terminal_id"], False)
     return web.json_response({"status": "active"})
+
+
+@routes.get("/v1/admin/accounts/{account_id}/statement")
+@operator
+async def account_statement(request: web.Request) -> web.StreamResponse:
+    """Keyset-paginated statement: ?limit=50&cursor=…&format=json|csv."""
+    account_id = _int_path(request, "account_id")
+    page = await reports.statement(
+        request.app[SERVICES].pool,
+        account_id,
+        request.query.get("cursor"),
+        query_int(request, "limit", 50),
+    )
+    if wants_csv(request):
+        return csv_response(page.entries, STATEMENT_COLUMNS, f"statement-{account_id}.csv")
+    return web.json_response({"entries": page.entries, "next_cursor": page.next_cursor})
+
+
+@routes.get("/v1/admin/settlement")
+@operator
+async def settlement_report(request: web.Request) -> web.StreamResponse:
+    """Per merchant and day: ?date=YYYY-MM-DD[&merchant_id=…]&format=json|csv."""
+    day = field_date(dict(request.query), "date")
+    merchant_id = request.query.get("merchant_id")
+    rows = await reports.settlement(request.app[SERVICES].pool, day, merchant_id)
+    if wants_csv(request):
+        return csv_response(rows, SETTLEMENT_COLUMNS, f"settlement-{day.isoformat()}.csv")
+    return web.json_response({"date": day.isoformat(), "merchants": rows})
 
 
 def _merchant_json(row: Any) -> dict[str, Any]:

@@ -125,3 +125,12 @@ async def post_batch_close(request: web.Request) -> web.Response:
     answer = await close_batch(services.pool, terminal.terminal_id, batch_no, figures, digest)
     log.info("batch_closed", batch_no=batch_no, in_balance=answer["in_balance"])
     return web.json_response(answer)
+
+
+async def get_open_batch(request: web.Request) -> web.Response:
+    """GET /v1/batches/open (signed, empty body): the batch number a close must name, for a
+    terminal that lost its own count."""
+    services = request.app[SERVICES]
+    terminal = await authenticate(request, await read_body(request))
+    batch_no = await terminals.open_batch(services.pool, terminal.terminal_id)
+    return web.json_response({"batch_no": batch_no})

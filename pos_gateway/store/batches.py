@@ -18,9 +18,9 @@ class BatchMismatch(Exception):
 
 _TOTALS = """
 SELECT count(*) FILTER (WHERE txn_type = 'purchase') AS purchases_count,
-       coalesce(sum(amount) FILTER (WHERE txn_type = 'purchase'), 0) AS purchases_amount,
+       coalesce(sum(amount) FILTER (WHERE txn_type = 'purchase'), 0)::bigint AS purchases_amount,
        count(*) FILTER (WHERE txn_type = 'refund') AS refunds_count,
-       coalesce(sum(amount) FILTER (WHERE txn_type = 'refund'), 0) AS refunds_amount
+       coalesce(sum(amount) FILTER (WHERE txn_type = 'refund'), 0)::bigint AS refunds_amount
 FROM transactions
 WHERE terminal_id = $1 AND batch_no = $2 AND response_code = '00'
   AND txn_type IN ('purchase', 'refund') AND NOT reversed

@@ -54,3 +54,9 @@ async def wrapped_keys(conn: asyncpg.Connection, terminal_id: str) -> asyncpg.Re
         """,
         terminal_id,
     )
+
+
+async def open_batch(pool: asyncpg.Pool, terminal_id: str) -> int:
+    return await pool.fetchval(
+        "SELECT current_batch FROM terminals WHERE terminal_id = $1", terminal_id
+    )

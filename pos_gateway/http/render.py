@@ -1,0 +1,62 @@
+"""Response formats shared by the handlers: CSV downloads and query parameters."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from pos_gateway.errors import BadRequest
+
+STATEMENT_COLUMNS = (
+    "entry_id", "time", "kind", "amount", "balance_after", "merchant_id", "merchant_name",
+    "terminal_id", "rrn", "reference",
+)  # fmt: skip
+SETTLEMENT_COLUMNS = (
+    "local_date", "merchant_id", "merchant_name", "purchases_count", "purchases_amount",
+    "refunds_count", "refunds_amount", "reversals_count", "reversals_amount", "net_amount",
+)  # fmt: skip
+
+
+def wants_csv(request: web.Request) -> bool:
+    fmt = request.query.get("format", "json")
+    if fmt not in ("json", "csv"):
+        raise BadRequest("format must be json or csv", code="invalid_format")
+    return fmt == "csv"
+
+
+def query_int(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+        raise BadRequest(f"{name} must be a positive integer", code=f"invalid_{name}")
+    return int(raw)
+
+
+def _cell(value: Any) -> Any:
+    # Cells starting with = + - @ are formulas to a spreadsheet: text from the database
+    # (merchant names) must not run as one.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return "" if value is None else value
+
+
+def csv_response(
+    rows: Iterable[dict[str, Any]], columns: Sequence[str], filename: str
+) -> web.Response:
+    """Amounts stay in integer fen, as in the JSON, so nothing is rounded twice."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in columns])
+    return web.Response(
+        text=buffer.getvalue(),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

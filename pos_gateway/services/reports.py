@@ -1,0 +1,81 @@
+"""Statements, settlement reports and the ledger verification."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import asyncpg
+
+from pos_gateway.errors import BadRequest
+from pos_gateway.store import reports
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class StatementPage:
+    entries: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def encode_cursor(entry_id: int) -> str:
+    return base64.urlsafe_b64encode(f"e{entry_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("e") or not raw[1:].isdigit() or len(raw) > 20:
+            raise ValueError
+        return int(raw[1:])
+    except ValueError:
+        raise BadRequest("cursor is not one this API gave out", code="invalid_cursor") from None
+
+
+async def statement(
+    pool: asyncpg.Pool, account_id: int, cursor: str | None, limit: int
+) -> StatementPage:
+    """Allocation and consumption records, newest first; pass next_cursor for the next page."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"limit must be 1..{MAX_PAGE}", code="invalid_limit")
+    before = decode_cursor(cursor) if cursor else None
+    rows = await reports.statement_page(pool, account_id, before, limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    entries = [
+        {
+            "entry_id": r["entry_id"],
+            "time": r["created_at"].isoformat(),
+            "kind": r["kind"],
+            "amount": r["amount"],
+            "balance_after": r["balance_after"],
+            "merchant_id": r["merchant_id"],
+            "merchant_name": r["merchant_name"],
+            "terminal_id": r["terminal_id"],
+            "rrn": r["rrn"],
+            "reference": r["reference"],
+        }
+        for r in rows
+    ]
+    return StatementPage(entries, encode_cursor(rows[-1]["entry_id"]) if more else None)
+
+
+async def settlement(pool: asyncpg.Pool, day: date, merchant_id: str | None) -> list[dict]:
+    """What each merchant is owed for a day: purchases less refunds and reversals."""
+    out = []
+    for r in await reports.settlement(pool, day, merchant_id):
+        row = dict(r)
+        row["local_date"] = r["local_date"].isoformat()
+        row["net_amount"] = r["purchases_amount"] - r["refunds_amount"] - r["reversals_amount"]
+        out.append(row)
+    return out
+
+
+async def verify_ledger(conn: asyncpg.Connection) -> dict[str, Any]:
+    """Recompute balances from the journal and check refunds and reversals; `ok` is False
+    with the offending rows when any rule is broken."""
+    problems = await reports.ledger_problems(conn)
+    return {"ok": not problems, "checked": await reports.ledger_size(conn), "problems": problems}
