@@ -1,7 +1,8 @@
 """The one wiring place: create_app(settings) builds the aiohttp application.
 
 Purchase path: app.py -> http/terminal.py (post_transaction) -> services/transactions.py
-(TransactionService.process) -> store/transactions.py (the one-statement debit).
+(TransactionService.process) -> services/group_commit.py -> store/transactions.py
+(record_good_pin_batch: many debits, one commit).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pos_gateway.metrics import Metrics
 from pos_gateway.security.keys import KeyWrapper
 from pos_gateway.security.pins import PinHasher
 from pos_gateway.services.admin import AdminService
+from pos_gateway.services.group_commit import GroupCommitter
 from pos_gateway.services.transactions import TransactionService
 from pos_gateway.settings import Settings
 from pos_gateway.store.database import open_database
@@ -39,7 +41,11 @@ def business_today(settings: Settings):
 
 
 def build_services(
-    settings: Settings, pool, executor: ThreadPoolExecutor, metrics: Metrics
+    settings: Settings,
+    pool,
+    executor: ThreadPoolExecutor,
+    metrics: Metrics,
+    group_commit: GroupCommitter | None = None,
 ) -> Services:
     """Services over an open pool: shared by the HTTP app and the CLI (demo-data)."""
     hasher = PinHasher(settings.secrets.pin_pepper, settings.argon2)
@@ -48,7 +54,7 @@ def build_services(
     return Services(
         pool=pool,
         transactions=TransactionService(
-            pool, hasher, executor, metrics, today, settings.max_amount_fen
+            pool, hasher, executor, metrics, today, settings.max_amount_fen, group_commit
         ),
         admin=AdminService(pool, hasher, executor, wrapper, today),
         key_wrapper=wrapper,
@@ -60,8 +66,21 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     executor = ThreadPoolExecutor(max_workers=settings.pin_threads, thread_name_prefix="pin")
     try:
         async with open_database(settings) as db:
-            app[SERVICES] = build_services(settings, db.pool, executor, app[METRICS])
-            yield
+            committer = (
+                GroupCommitter(
+                    db.pool,
+                    max_batch=settings.group_commit_max_batch,
+                    flushers=settings.group_commit_flushers,
+                )
+                if settings.group_commit_max_batch > 1
+                else None
+            )
+            app[SERVICES] = build_services(settings, db.pool, executor, app[METRICS], committer)
+            try:
+                yield
+            finally:
+                if committer is not None:
+                    await committer.close()
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 

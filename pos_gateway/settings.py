@@ -37,6 +37,8 @@ class Settings:
     db_connect_timeout_s: float = 2.0
     db_command_timeout_s: float = 5.0
     db_pool_max: int = 20
+    group_commit_max_batch: int = 256  # 1 turns group commit off: one commit per request
+    group_commit_flushers: int = 2
     log_level: str = "info"
 
     @classmethod
@@ -60,6 +62,12 @@ class Settings:
             pin_threads=_int(env, "POS_PIN_THREADS", os.cpu_count() or 2),
             max_amount_fen=_int(env, "POS_MAX_AMOUNT_FEN", base.max_amount_fen),
             db_pool_max=_int(env, "POS_DB_POOL_MAX", base.db_pool_max),
+            group_commit_max_batch=_int(
+                env, "POS_GROUP_COMMIT_MAX_BATCH", base.group_commit_max_batch
+            ),
+            group_commit_flushers=_int(
+                env, "POS_GROUP_COMMIT_FLUSHERS", base.group_commit_flushers
+            ),
             log_level=env.get("POS_LOG_LEVEL", base.log_level).lower(),
         )
 

@@ -124,3 +124,35 @@ def decide_refund(
     if amount <= 0 or amount > max_amount:
         return Code.INVALID_AMOUNT
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class AfterPin:
+    code: Code
+    balance: int  # the account's balance after this request
+
+
+def decide_after_pin(
+    *,
+    txn_type: str,
+    amount: int | None,
+    card_status: str,
+    pin_failures: int,
+    account_status: str,
+    balance: int,
+) -> AfterPin:
+    """The answer to a request whose PIN was right, judged on the card and account as they
+    are at the moment of the debit (rows locked): a card lost or locked since it was first
+    read is still refused, and a purchase never takes the balance below zero."""
+    if card_status != "active":
+        return AfterPin(Code.LOST_CARD, balance)
+    if pin_failures >= MAX_PIN_FAILURES:
+        return AfterPin(Code.PIN_TRIES_EXCEEDED, balance)
+    if account_status != "active":
+        return AfterPin(Code.RESTRICTED_CARD, balance)
+    if txn_type == "purchase":
+        assert amount is not None
+        if amount > balance:
+            return AfterPin(Code.INSUFFICIENT_FUNDS, balance)
+        return AfterPin(Code.APPROVED, balance - amount)
+    return AfterPin(Code.APPROVED, balance)

@@ -27,9 +27,16 @@ from pos_gateway.domain.decisions import (
 )
 from pos_gateway.metrics import Metrics
 from pos_gateway.security.pins import PinBlockError, PinHasher, decipher_pin_block
+from pos_gateway.services.group_commit import GroupCommitter
 from pos_gateway.store import people
 from pos_gateway.store import transactions as store
-from pos_gateway.store.transactions import BLOCKED, DuplicateKey, RequestKey, StoredAnswer
+from pos_gateway.store.transactions import (
+    BLOCKED,
+    DuplicateKey,
+    GoodPinRequest,
+    RequestKey,
+    StoredAnswer,
+)
 
 log = structlog.get_logger("pos_gateway.transactions")
 
@@ -96,6 +103,7 @@ class TransactionService:
         metrics: Metrics,
         today: Callable[[], date],
         max_amount_fen: int,
+        group_commit: GroupCommitter | None = None,
     ) -> None:
         self._pool = pool
         self._pins = pin_hasher
@@ -103,6 +111,7 @@ class TransactionService:
         self._metrics = metrics
         self._today = today
         self._max_amount = max_amount_fen
+        self._group_commit = group_commit
 
     async def process(self, terminal: Terminal, request: TransactionRequest) -> dict[str, Any]:
         """Decide, record and answer one request; a retransmission gets the stored answer."""
@@ -202,6 +211,14 @@ class TransactionService:
             return await store.record_wrong_pin(
                 self._pool, *common, card["card_id"], request.amount, MAX_PIN_FAILURES
             )
+        if self._group_commit is not None:
+            key, request_hash, txn_type, merchant_id = common
+            return await self._group_commit.submit(
+                GoodPinRequest(
+                    key, request_hash, txn_type, merchant_id, card["card_id"], request.amount,
+                    _auth_code(),
+                )
+            )  # fmt: skip
         return await store.record_after_good_pin(
             self._pool,
             *common,

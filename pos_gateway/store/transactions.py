@@ -384,3 +384,111 @@ async def record_reversal(
 
 def _key_args(key: RequestKey) -> tuple[str, date, str]:
     return key.terminal_id, key.local_date, key.stan
+
+
+@dataclass(frozen=True, slots=True)
+class GoodPinRequest:
+    """A purchase or balance inquiry whose PIN was verified, waiting for the group commit."""
+
+    key: RequestKey
+    request_hash: bytes
+    txn_type: str
+    merchant_id: str
+    card_id: int
+    amount: int | None
+    auth_code: str
+
+
+_LOCK_AND_READ = """
+SELECT c.card_id, c.account_id, c.status, c.pin_failures, a.status AS account_status,
+       a.balance
+FROM cards c JOIN individual_accounts a USING (account_id)
+WHERE c.card_id = ANY($1::bigint[])
+ORDER BY a.account_id, c.card_id
+FOR UPDATE OF a
+"""
+
+_WRITE_BATCH = f"""
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::bytea[], $5::text[],
+                         $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[],
+                         $11::bigint[], $12::text[], $13::int[])
+        AS t(terminal_id, local_date, stan, request_hash, txn_type, merchant_id, card_id,
+             account_id, amount, response_code, balance, auth_code, ord)
+), txn AS (
+    INSERT INTO transactions (terminal_id, local_date, stan, request_hash, txn_type,
+                              merchant_id, card_id, account_id, amount, response_code,
+                              balance, auth_code)
+    SELECT terminal_id, local_date, stan, request_hash, txn_type, merchant_id, card_id,
+           account_id, amount, response_code, balance, auth_code
+    FROM input ORDER BY ord
+    {_RETURNING}, merchant_id, account_id
+), balances AS (
+    -- One row per account: its balance after the last approved debit of the batch.
+    UPDATE individual_accounts a SET balance = last.balance
+    FROM (SELECT DISTINCT ON (account_id) account_id, balance
+          FROM input
+          WHERE txn_type = 'purchase' AND response_code = '00'
+          ORDER BY account_id, ord DESC) AS last
+    WHERE a.account_id = last.account_id
+), pin_reset AS (
+    UPDATE cards SET pin_failures = 0
+    WHERE card_id = ANY($14::bigint[]) AND pin_failures > 0
+), journal_lines AS (
+    INSERT INTO journal (account_id, kind, amount, balance_after, transaction_id,
+                         terminal_id, merchant_id)
+    SELECT txn.account_id, 'purchase', -txn.amount, txn.balance, txn.transaction_id,
+           txn.terminal_id, txn.merchant_id
+    FROM txn JOIN input USING (terminal_id, local_date, stan)
+    WHERE txn.txn_type = 'purchase' AND txn.response_code = '00'
+    ORDER BY input.ord
+)
+SELECT * FROM txn
+"""
+
+
+async def record_good_pin_batch(
+    conn: asyncpg.Connection, requests: list[GoodPinRequest], decide
+) -> list[StoredAnswer]:
+    """Decide and record many good-PIN requests in one transaction and one commit.
+
+    The accounts are locked in account order (two batches can never deadlock), then each
+    request is decided in arrival order against the running balance, so several purchases
+    on one card in one batch are judged exactly as if they had come one by one. Each
+    account row is written once, with its final balance; every approved purchase gets its
+    journal line with its own balance after. Raises DuplicateKey if any request's key was
+    taken meanwhile: the caller then falls back to one statement per request."""
+    async with conn.transaction():
+        rows = await conn.fetch(_LOCK_AND_READ, list({r.card_id for r in requests}))
+        cards = {row["card_id"]: row for row in rows}
+        balances = {row["account_id"]: row["balance"] for row in rows}
+        columns: list[list] = [[] for _ in range(13)]
+        resets: list[int] = []
+        for ord_, request in enumerate(requests):
+            card = cards[request.card_id]
+            outcome = decide(request, card, balances[card["account_id"]])
+            balances[card["account_id"]] = outcome.balance
+            approved = outcome.code == "00"
+            if approved and card["pin_failures"] > 0:
+                resets.append(request.card_id)
+            values = (
+                request.key.terminal_id, request.key.local_date, request.key.stan,
+                request.request_hash, request.txn_type, request.merchant_id, request.card_id,
+                card["account_id"],
+                request.amount if request.txn_type == "purchase" else None,
+                outcome.code.value, outcome.balance if approved else None,
+                request.auth_code if approved else None, ord_,
+            )  # fmt: skip
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        try:
+            written = await conn.fetch(_WRITE_BATCH, *columns, resets)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "transactions_pkey":
+                raise DuplicateKey from exc
+            raise
+    by_key = {(r["terminal_id"], r["local_date"], r["stan"]): r for r in written}
+    return [
+        StoredAnswer.from_row(by_key[(r.key.terminal_id, r.key.local_date, r.key.stan)])
+        for r in requests
+    ]

@@ -1,0 +1,126 @@
+"""Group commit: many good-PIN requests, one round trip and one commit.
+
+One commit per purchase caps throughput at the database's commit rate. Here requests
+whose PIN was verified wait in a queue; a flusher takes everything queued (up to
+`max_batch`) and records it with store.transactions.record_good_pin_batch. No timer
+holds requests back: while one batch commits the next one fills, so under light load a
+batch is a single request and under heavy load batches grow by themselves. Every
+request is answered only after the commit that holds its own debit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import structlog
+
+from pos_gateway.domain.decisions import MAX_PIN_FAILURES, AfterPin, decide_after_pin
+from pos_gateway.store import transactions as store
+from pos_gateway.store.transactions import DuplicateKey, GoodPinRequest, StoredAnswer
+
+log = structlog.get_logger("pos_gateway.group_commit")
+
+
+def _decide(request: GoodPinRequest, card: Any, balance: int) -> AfterPin:
+    return decide_after_pin(
+        txn_type=request.txn_type,
+        amount=request.amount,
+        card_status=card["status"],
+        pin_failures=card["pin_failures"],
+        account_status=card["account_status"],
+        balance=balance,
+    )
+
+
+@dataclass
+class _Pending:
+    request: GoodPinRequest
+    futures: list[asyncio.Future[StoredAnswer]] = field(default_factory=list)
+
+
+class GroupCommitter:
+    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 256, flushers: int = 1) -> None:
+        self._pool = pool
+        self._max_batch = max_batch
+        self._queue: dict[store.RequestKey, _Pending] = {}
+        self._wakeup = asyncio.Event()
+        self._tasks = [asyncio.create_task(self._run()) for _ in range(flushers)]
+        self.batches = 0
+        self.requests = 0
+
+    async def submit(self, request: GoodPinRequest) -> StoredAnswer:
+        """Queue the request; return its stored answer once it is committed. Raises
+        DuplicateKey when another request took its key first."""
+        future: asyncio.Future[StoredAnswer] = asyncio.get_running_loop().create_future()
+        # Two copies of one request in the same batch would collide on the key: the copy
+        # waits for the first's outcome (and the caller compares the request hashes).
+        pending = self._queue.setdefault(request.key, _Pending(request))
+        pending.futures.append(future)
+        self._wakeup.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                keys = list(self._queue)[: self._max_batch]
+                batch = [self._queue.pop(k) for k in keys]
+                if self._queue:
+                    self._wakeup.set()  # let another flusher start on the rest
+                await self._flush(batch)
+
+    async def _flush(self, batch: list[_Pending]) -> None:
+        requests = [p.request for p in batch]
+        try:
+            async with self._pool.acquire() as conn:
+                answers = await store.record_good_pin_batch(conn, requests, _decide)
+        except DuplicateKey:
+            # Rare (a retransmission racing its original in another batch or process):
+            # record one by one, each statement sorting out its own key.
+            await asyncio.gather(*(self._one_by_one(p) for p in batch))
+            return
+        except Exception as exc:
+            for pending in batch:
+                for future in pending.futures:
+                    if not future.done():
+                        future.set_exception(exc)
+            return
+        self.batches += 1
+        self.requests += len(batch)
+        for pending, answer in zip(batch, answers, strict=True):
+            for future in pending.futures:
+                if not future.done():
+                    future.set_result(answer)
+
+    async def _one_by_one(self, pending: _Pending) -> None:
+        r = pending.request
+        try:
+            answer = await store.record_after_good_pin(
+                self._pool, r.key, r.request_hash, r.txn_type, r.merchant_id, r.card_id,
+                r.amount, r.auth_code, MAX_PIN_FAILURES,
+            )  # fmt: skip
+        except Exception as exc:
+            for future in pending.futures:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for future in pending.futures:
+            if not future.done():
+                future.set_result(answer)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for pending in self._queue.values():
+            for future in pending.futures:
+                if not future.done():
+                    future.set_exception(ConnectionError("gateway shutting down"))
+        self._queue.clear()
