@@ -48,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gateway processes sharing the port (SO_REUSEPORT); the gateway is stateless, "
+        "so N processes use N cores (default 1)",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
     sub.add_parser("migrate", help="apply the SQL migrations in schema/ and exit")
 
@@ -75,7 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     if args.command == "serve":
-        return _serve(settings, args.host, args.port)
+        if args.workers < 1:
+            print("pos-gateway: --workers must be at least 1", file=sys.stderr)
+            return 2
+        if args.workers > 1:
+            return _serve_workers(args.host, args.port, args.workers)
+        return _serve(settings, args.host, args.port, reuse_port=args.reuse_port)
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
     if args.command == "demo-data":
@@ -85,15 +98,50 @@ def main(argv: list[str] | None = None) -> int:
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
-def _serve(settings: Settings, host: str, port: int) -> int:
+def _serve(settings: Settings, host: str, port: int, *, reuse_port: bool = False) -> int:
     from aiohttp import web
 
     from pos_gateway.app import create_app
 
     log.info("gateway_starting", host=host, port=port, embedded=settings.database_url is None)
-    web.run_app(create_app(settings), host=host, port=port, access_log=None, print=None)
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        access_log=None,
+        print=None,
+        reuse_port=reuse_port or None,
+    )
     log.info("gateway_stopped")
     return 0
+
+
+def _serve_workers(host: str, port: int, workers: int) -> int:
+    """Supervise `workers` gateway processes on one port; stop them all on SIGTERM/SIGINT
+    or when one of them dies."""
+    import signal
+    import subprocess
+    import time
+
+    command = [sys.executable, "-m", "pos_gateway", "serve", "--host", host, "--port", str(port)]
+    children = [subprocess.Popen([*command, "--reuse-port"]) for _ in range(workers)]  # noqa: S603
+    stopping = False
+
+    def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("workers_started", workers=workers, pids=[c.pid for c in children])
+    while not stopping and all(c.poll() is None for c in children):
+        time.sleep(0.2)
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    codes = [child.wait() for child in children]
+    log.info("workers_stopped", exit_codes=codes)
+    return 0 if stopping and all(c == 0 for c in codes) else 1
 
 
 async def _migrate(settings: Settings) -> int:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hmac
 import time
+from typing import Any
 
 import structlog
 from aiohttp import web
 
 from pos_gateway.domain.decisions import Code, MerchantStanding
-from pos_gateway.errors import ApiError, Forbidden, Unauthorized
+from pos_gateway.errors import ApiError, BadRequest, Forbidden, Unauthorized
 from pos_gateway.http.state import METRICS, SERVICES, SETTINGS
 from pos_gateway.http.validation import (
     MAX_BODY_BYTES,
@@ -20,9 +21,10 @@ from pos_gateway.http.validation import (
 from pos_gateway.security.keys import KeyUnwrapError
 from pos_gateway.security.signing import signature_valid, timestamp_fresh
 from pos_gateway.services.batches import close_batch
-from pos_gateway.services.transactions import Terminal, unrecorded_answer
+from pos_gateway.services.transactions import Terminal, TransactionRequest, unrecorded_answer
 from pos_gateway.store import terminals
 from pos_gateway.store.database import UNAVAILABLE_ERRORS
+from pos_gateway.store.transactions import RequestKey, load_context
 
 log = structlog.get_logger("pos_gateway.terminal")
 _SIGNATURE_LEN = 64
@@ -36,10 +38,9 @@ async def read_body(request: web.Request) -> bytes:
     return await request.read()
 
 
-async def authenticate(request: web.Request, body: bytes) -> Terminal:
-    """Check terminal id, timestamp window and HMAC; 401 or 403 before anything is recorded."""
+def _check_headers(request: web.Request) -> tuple[str, str, str]:
+    """Shape of the three auth headers and the timestamp window: 401 with no I/O."""
     settings = request.app[SETTINGS]
-    services = request.app[SERVICES]
     terminal_id = request.headers.get("X-Terminal-Id", "")
     timestamp = request.headers.get("X-Timestamp", "")
     signature = request.headers.get("X-Signature", "")
@@ -53,7 +54,22 @@ async def authenticate(request: web.Request, body: bytes) -> Terminal:
         )
     if len(signature) != _SIGNATURE_LEN:
         raise Unauthorized("X-Signature must be 64 lowercase hex characters", code="bad_signature")
-    row = await terminals.load_for_auth(services.pool, terminal_id)
+    return terminal_id, timestamp, signature
+
+
+async def authenticate(request: web.Request, body: bytes) -> Terminal:
+    """Check terminal id, timestamp window and HMAC; 401 or 403 before anything is recorded."""
+    headers = _check_headers(request)
+    row = await terminals.load_for_auth(request.app[SERVICES].pool, headers[0])
+    return verify_terminal(request, body, headers, row)
+
+
+def verify_terminal(
+    request: web.Request, body: bytes, headers: tuple[str, str, str], row: Any
+) -> Terminal:
+    """The signature over `body` under the key of `row` (the terminal as loaded, or None)."""
+    services = request.app[SERVICES]
+    terminal_id, timestamp, signature = headers
     if row is None:
         # Same work and same answer as a bad signature: no probing for terminal ids.
         hmac.compare_digest(signature, "0" * _SIGNATURE_LEN)
@@ -87,11 +103,27 @@ async def post_transaction(request: web.Request) -> web.Response:
     body = await read_body(request)
     txn_type, stan, pan = "unknown", None, None
     try:
-        terminal = await authenticate(request, body)
-        txn = parse_transaction(body)
+        headers = _check_headers(request)
+        terminal_id = headers[0]
+        try:
+            txn: TransactionRequest | None = parse_transaction(body)
+            malformed = None
+        except BadRequest as exc:
+            txn, malformed = None, exc
+        # One read for terminal, stored answer and card; nothing is decided on it before
+        # the signature is verified, and a malformed body is reported only after that.
+        context = await load_context(
+            services.pool,
+            terminal_id,
+            RequestKey(terminal_id, txn.local_date, txn.stan) if txn else None,
+            txn.pan if txn else None,
+        )
+        terminal = verify_terminal(request, body, headers, context.terminal if context else None)
+        if txn is None:
+            raise malformed
         txn_type, stan, pan = txn.txn_type, txn.stan, txn.pan
         structlog.contextvars.bind_contextvars(stan=stan, type=txn_type)
-        answer = await services.transactions.process(terminal, txn)
+        answer = await services.transactions.process(terminal, txn, context)
     except UNAVAILABLE_ERRORS as exc:
         # Answer fast: the terminal retries or reverses; hanging helps nobody.
         log.error("database_unavailable", error=type(exc).__name__)

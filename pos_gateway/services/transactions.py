@@ -34,6 +34,7 @@ from pos_gateway.store.transactions import (
     BLOCKED,
     DuplicateKey,
     GoodPinRequest,
+    RequestContext,
     RequestKey,
     StoredAnswer,
 )
@@ -113,13 +114,19 @@ class TransactionService:
         self._max_amount = max_amount_fen
         self._group_commit = group_commit
 
-    async def process(self, terminal: Terminal, request: TransactionRequest) -> dict[str, Any]:
-        """Decide, record and answer one request; a retransmission gets the stored answer."""
+    async def process(
+        self,
+        terminal: Terminal,
+        request: TransactionRequest,
+        context: RequestContext | None = None,
+    ) -> dict[str, Any]:
+        """Decide, record and answer one request; a retransmission gets the stored answer.
+        `context`, when given, is what store.transactions.load_context read for it."""
         key = RequestKey(terminal.terminal_id, request.local_date, request.stan)
-        stored = await store.find(self._pool, key)
+        stored = context.stored if context else await store.find(self._pool, key)
         if stored is None:
             try:
-                stored = await self._decide_and_record(terminal, request, key)
+                stored = await self._decide_and_record(terminal, request, key, context)
             except DuplicateKey:
                 stored = await store.find(self._pool, key)
                 assert stored is not None  # the key's holder has committed
@@ -131,7 +138,11 @@ class TransactionService:
         return render(stored)
 
     async def _decide_and_record(
-        self, terminal: Terminal, request: TransactionRequest, key: RequestKey
+        self,
+        terminal: Terminal,
+        request: TransactionRequest,
+        key: RequestKey,
+        context: RequestContext | None,
     ) -> StoredAnswer:
         common = (key, request.content_hash, request.txn_type, terminal.merchant_id)
         if request.txn_type == "reversal":
@@ -163,15 +174,24 @@ class TransactionService:
                 _auth_code(),
                 request.pan,
             )
-        return await self._card_request(terminal, request, common)
+        return await self._card_request(terminal, request, common, context)
 
     async def _card_request(
-        self, terminal: Terminal, request: TransactionRequest, common: tuple
+        self,
+        terminal: Terminal,
+        request: TransactionRequest,
+        common: tuple,
+        context: RequestContext | None,
     ) -> StoredAnswer:
         """Purchase, balance inquiry and the refused kinds: decided on the card and PIN."""
         pan = request.pan
         pan_ok = pan is not None and luhn_valid(pan)
-        card = await people.get_card(self._pool, pan) if pan_ok else None
+        if not pan_ok:
+            card = None
+        elif context is not None:
+            card = context.card
+        else:
+            card = await people.get_card(self._pool, pan)
         standing = (
             CardStanding(
                 status=card["status"],

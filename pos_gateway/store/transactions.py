@@ -492,3 +492,77 @@ async def record_good_pin_batch(
         StoredAnswer.from_row(by_key[(r.key.terminal_id, r.key.local_date, r.key.stan)])
         for r in requests
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """Everything a terminal request needs to read, fetched in one round trip."""
+
+    terminal: asyncpg.Record  # terminal, wrapped keys and merchant standing
+    stored: StoredAnswer | None  # the answer already given to this (terminal, date, STAN)
+    card: dict[str, object] | None  # the card and its account, shaped as people.get_card
+
+
+_CONTEXT = """
+SELECT t.terminal_id, t.merchant_id, t.status, t.mac_key_wrapped, t.pin_key_wrapped,
+       m.designated_from, m.designated_until, m.suspended,
+       x.txn_type AS x_txn_type, x.request_hash AS x_request_hash,
+       x.transaction_id AS x_transaction_id, x.rrn AS x_rrn, x.stan AS x_stan,
+       x.amount AS x_amount, x.balance AS x_balance, x.response_code AS x_response_code,
+       x.auth_code AS x_auth_code,
+       c.card_id, c.pan, c.account_id, c.expires_on, c.status AS card_status, c.pin_hash,
+       c.pin_failures, a.status AS account_status, a.balance AS account_balance, a.ssn
+FROM terminals t
+JOIN merchants m USING (merchant_id)
+LEFT JOIN transactions x ON x.terminal_id = t.terminal_id AND x.local_date = $2 AND x.stan = $3
+LEFT JOIN cards c ON c.pan = $4
+LEFT JOIN individual_accounts a ON a.account_id = c.account_id
+WHERE t.terminal_id = $1
+"""
+
+
+async def load_context(
+    pool: asyncpg.Pool,
+    terminal_id: str,
+    key: RequestKey | None,
+    pan: str | None,
+) -> RequestContext | None:
+    """Terminal, stored answer and card in one query (None: no such terminal). Only reads:
+    it may run before the signature is checked, and nothing is decided on it until then."""
+    row = await pool.fetchrow(
+        _CONTEXT,
+        terminal_id,
+        key.local_date if key else None,
+        key.stan if key else None,
+        pan,
+    )
+    if row is None:
+        return None
+    stored = None
+    if row["x_transaction_id"] is not None:
+        stored = StoredAnswer(
+            txn_type=row["x_txn_type"],
+            request_hash=bytes(row["x_request_hash"]),
+            transaction_id=row["x_transaction_id"],
+            rrn=row["x_rrn"],
+            stan=row["x_stan"],
+            amount=row["x_amount"],
+            balance=row["x_balance"],
+            response_code=row["x_response_code"],
+            auth_code=row["x_auth_code"],
+        )
+    card = None
+    if row["card_id"] is not None:
+        card = {
+            "card_id": row["card_id"],
+            "pan": row["pan"],
+            "account_id": row["account_id"],
+            "expires_on": row["expires_on"],
+            "status": row["card_status"],
+            "pin_hash": row["pin_hash"],
+            "pin_failures": row["pin_failures"],
+            "account_status": row["account_status"],
+            "balance": row["account_balance"],
+            "ssn": row["ssn"],
+        }
+    return RequestContext(terminal=row, stored=stored, card=card)
