@@ -28,7 +28,11 @@ environment:
                      (the three secrets are generated into POS_DATA_DIR/secrets.json,
                      mode 0600, when unset and the database is embedded)
   POS_ARGON2_TIME_COST, POS_ARGON2_MEMORY_KIB, POS_ARGON2_PARALLELISM
-                     PIN hash cost (default t=2, m=19456 KiB, p=1)
+                     PIN hash cost (default t=2, m=19456 KiB, p=1); anything weaker
+                     is refused unless POS_ALLOW_WEAK_PIN_HASH=bench (benchmarks)
+  POS_GROUP_COMMIT_MAX_BATCH, POS_GROUP_COMMIT_FLUSHERS
+                     group commit of purchases (default 256 per batch, 2 flushers;
+                     1 turns it off)
   POS_PIN_THREADS    threads verifying PINs (default: CPU count)
   POS_LOG_LEVEL      debug | info | warning | error (default info)
 """

@@ -54,6 +54,11 @@ class Settings:
             memory_cost_kib=_int(env, "POS_ARGON2_MEMORY_KIB", base.argon2.memory_cost_kib),
             parallelism=_int(env, "POS_ARGON2_PARALLELISM", base.argon2.parallelism),
         )
+        if argon2 != Argon2Params() and not _weak_hash_allowed(env, argon2):
+            raise ConfigError(
+                "PIN hash parameters below t=2, m=19456 KiB (OWASP minimum for argon2id) are "
+                "for benchmarks only: set POS_ALLOW_WEAK_PIN_HASH=bench to use them"
+            )
         return replace(
             base,
             database_url=database_url,
@@ -70,6 +75,11 @@ class Settings:
             ),
             log_level=env.get("POS_LOG_LEVEL", base.log_level).lower(),
         )
+
+
+def _weak_hash_allowed(env: dict[str, str], params: Argon2Params) -> bool:
+    strong = params.time_cost >= 2 and params.memory_cost_kib >= 19456
+    return strong or env.get("POS_ALLOW_WEAK_PIN_HASH") == "bench"
 
 
 def _int(env: dict[str, str], name: str, default: int) -> int:

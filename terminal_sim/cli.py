@@ -7,33 +7,108 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from rich.console import Console
 
 from terminal_sim.client import Answer, Terminal, TerminalConfig
 from terminal_sim.demo import DemoLookupError, DemoWorld
-from terminal_sim.protocol import format_amount, parse_amount
+from terminal_sim.load import DEFAULT_MIX, LoadConfig, LoadError, parse_mix, run_load
+from terminal_sim.protocol import (
+    format_amount,
+    parse_amount,
+    parse_figures,
+    parse_stan,
+)
+from terminal_sim.report import render_report
 from terminal_sim.scenario import ScenarioError, describe_request, load_scenario, run_scenario
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+# Command name -> protocol type, for the commands that send one transaction.
+TRANSACTION_COMMANDS = {
+    "purchase": "purchase",
+    "balance": "balance_inquiry",
+    "cash-withdrawal": "cash_withdrawal",
+    "transfer": "transfer",
+    "refund": "refund",
+    "reversal": "reversal",
+}
 
 
-def _terminal_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=DEFAULT_URL, help=f"gateway URL (default {DEFAULT_URL})")
-    parser.add_argument("--demo", type=Path, help="demo JSON written by `pos-gateway demo-data`")
-    parser.add_argument("--terminal", help="terminal id or alias in the demo file")
-    parser.add_argument("--terminal-id", help="terminal id, with --mac-key and --pin-key")
-    parser.add_argument("--mac-key", help="hex MAC key (instead of --demo)")
-    parser.add_argument("--pin-key", help="hex AES-128 PIN key (instead of --demo)")
-    parser.add_argument("--stan", help="system trace audit number (6 digits; default random)")
+def _argument_type(parse: Callable[[str], Any], name: str) -> Callable[[str], Any]:
+    """Wrap a parser so argparse shows its message instead of 'invalid value'."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name
+    return convert
+
+
+def _rrn(text: str) -> str:
+    if not (text.isascii() and text.isdigit() and len(text) == 12):
+        raise ValueError(f"an RRN is the 12 digits of the original's answer: {text!r}")
+    return text
+
+
+def _positive_int(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise ValueError(f"expected a positive whole number: {text!r}")
+    return int(text)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"expected a positive number: {text!r}")
+    return value
+
+
+AMOUNT = _argument_type(parse_amount, "amount")
+STAN = _argument_type(parse_stan, "STAN")
+RRN = _argument_type(_rrn, "RRN")
+FIGURES = _argument_type(parse_figures, "COUNT:AMOUNT")
+POSITIVE_INT = _argument_type(_positive_int, "positive integer")
+POSITIVE_FLOAT = _argument_type(_positive_float, "positive number")
+MIX = _argument_type(parse_mix, "mix")
+
+
+def _terminal_args(parser: argparse.ArgumentParser, *, stan: bool = True) -> None:
+    group = parser.add_argument_group(
+        "terminal", "which terminal sends: --demo FILE --terminal ID, or --terminal-id with keys"
+    )
+    group.add_argument("--url", default=DEFAULT_URL, help=f"gateway URL (default {DEFAULT_URL})")
+    group.add_argument(
+        "--demo", type=Path, metavar="FILE", help="demo JSON written by `pos-gateway demo-data`"
+    )
+    group.add_argument(
+        "--terminal", metavar="ID", help="terminal id or alias in the demo file (e.g. pharm001)"
+    )
+    group.add_argument(
+        "--terminal-id", metavar="ID", help="terminal id (8 characters), with the two keys"
+    )
+    group.add_argument("--mac-key", metavar="HEX", help="MAC key in hex (instead of --demo)")
+    group.add_argument("--pin-key", metavar="HEX", help="AES-128 PIN key in hex (not --demo)")
+    if stan:
+        group.add_argument(
+            "--stan",
+            type=STAN,
+            help="this request's system trace audit number, 1-6 digits (default random); "
+            "sending the same request again with the same STAN gets the stored answer",
+        )
     parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
 
 
-def _card_args(parser: argparse.ArgumentParser, *, pin: bool) -> None:
-    parser.add_argument("--card", help="card alias or PAN from the demo file")
-    parser.add_argument("--pan", help="card number (instead of --card)")
+def _card_args(parser: argparse.ArgumentParser, *, pin: bool, required: bool = True) -> None:
+    when = "" if required else " (optional)"
+    parser.add_argument("--card", help=f"card alias or PAN from the demo file{when}")
+    parser.add_argument("--pan", help=f"card number, instead of --card{when}")
     if pin:
         parser.add_argument("--pin", help="PIN (default: the card's PIN from the demo file)")
 
@@ -41,32 +116,187 @@ def _card_args(parser: argparse.ArgumentParser, *, pin: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="terminal-sim",
-        description="POS terminal simulator for the medical-insurance card gateway.",
+        description="POS terminal simulator for the medical-insurance card gateway. "
+        "Amounts are typed in CNY (12.50) and sent exactly in fen.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("purchase", help="pay for medicine with card and PIN")
+    p = sub.add_parser(
+        "purchase",
+        help="pay for medicine with card and PIN",
+        description="Purchase: debit the card's individual account (card and PIN).",
+    )
     _terminal_args(p)
     _card_args(p, pin=True)
-    p.add_argument("amount", help="amount in CNY, e.g. 12.50 (converted exactly to fen)")
+    p.add_argument("amount", type=AMOUNT, help="amount in CNY, e.g. 12.50 (exactly in fen)")
 
-    p = sub.add_parser("balance", help="balance inquiry (card and PIN)")
+    p = sub.add_parser(
+        "balance",
+        help="balance inquiry (card and PIN)",
+        description="Balance inquiry: the individual account's balance (card and PIN).",
+    )
     _terminal_args(p)
     _card_args(p, pin=True)
 
     for kind in ("cash-withdrawal", "transfer"):
-        p = sub.add_parser(kind, help=f"try a {kind.replace('-', ' ')} (always refused: 57)")
+        p = sub.add_parser(
+            kind,
+            help=f"try a {kind.replace('-', ' ')} (always refused: 57)",
+            description=f"Try a {kind.replace('-', ' ')}: a medical-insurance card never "
+            "allows it, so the gateway declines it with 57 and records the decline.",
+        )
         _terminal_args(p)
         _card_args(p, pin=True)
-        p.add_argument("amount", help="amount in CNY")
+        p.add_argument("amount", type=AMOUNT, help="amount in CNY, e.g. 100.00")
 
-    p = sub.add_parser("scenario", help="run a scripted TOML scenario; non-zero exit on mismatch")
-    p.add_argument("file", type=Path)
-    p.add_argument("--url", default=DEFAULT_URL)
-    p.add_argument("--demo", type=Path, required=True)
+    p = sub.add_parser(
+        "refund",
+        help="refund (part of) an approved purchase, by its RRN; no PIN",
+        description="Refund: credit back all or part of an approved purchase, named by the "
+        "RRN of its answer. No PIN. Several refunds may add up to the original amount, "
+        "no more (13 above what is left; 12 for an unknown RRN).",
+    )
+    _terminal_args(p)
+    p.add_argument(
+        "--original-rrn",
+        required=True,
+        type=RRN,
+        metavar="RRN",
+        help="the purchase's RRN (12 digits)",
+    )
+    _card_args(p, pin=False, required=False)
+    p.add_argument("amount", type=AMOUNT, help="amount to refund in CNY, e.g. 5.00")
 
-    p = sub.add_parser("wait", help="wait until the gateway's /healthz answers 200")
-    p.add_argument("--url", default=DEFAULT_URL)
+    p = sub.add_parser(
+        "reversal",
+        help="reverse this terminal's own earlier request, by its STAN",
+        description="Reversal: cancel this terminal's own earlier request of today whose "
+        "answer it did not get, named by that request's STAN. The gateway reverses what it "
+        "recorded; a reversal that arrives first blocks the original.",
+    )
+    _terminal_args(p)
+    p.add_argument(
+        "--original-stan",
+        required=True,
+        type=STAN,
+        metavar="STAN",
+        help="STAN of the request to reverse (1-6 digits)",
+    )
+    _card_args(p, pin=False, required=False)
+    p.add_argument(
+        "--amount", type=AMOUNT, help="the original's amount in CNY (optional, informative)"
+    )
+
+    p = sub.add_parser(
+        "close-batch",
+        help="close the terminal's open batch with its counts and totals",
+        description="Batch close: send the terminal's counts and totals of approved "
+        "purchases and refunds since its last close (reversed purchases left out). The "
+        "gateway compares them with its own and opens the next batch. Exit status 0 when "
+        "in balance, 1 when out of balance or refused (a wrong batch number gets HTTP 409 "
+        "naming the open batch).",
+    )
+    _terminal_args(p, stan=False)
+    p.add_argument(
+        "--batch-no",
+        type=POSITIVE_INT,
+        metavar="N",
+        help="number of the open batch (1, 2, …); default: ask the gateway which is open",
+    )
+    p.add_argument(
+        "--purchases",
+        type=FIGURES,
+        default="0:0",
+        metavar="COUNT:AMOUNT",
+        help="approved purchases: count and total in CNY, e.g. 3:37.50 (default 0:0)",
+    )
+    p.add_argument(
+        "--refunds",
+        type=FIGURES,
+        default="0:0",
+        metavar="COUNT:AMOUNT",
+        help="approved refunds: count and total in CNY, e.g. 1:5.00 (default 0:0)",
+    )
+
+    p = sub.add_parser(
+        "load",
+        help="load test: N terminals for S seconds; latency, throughput, codes",
+        description="Load test against one gateway URL, stopping by itself after --duration. "
+        "Terminals of designated merchants and active cards come from the demo file. With "
+        "--rate: open model, requests on a fixed schedule, latency from each request's "
+        "intended send time; without: closed model, each terminal waits for its answer. "
+        "Requests that time out are reversed, as a real terminal would.",
+    )
+    p.add_argument("--url", default=DEFAULT_URL, help=f"gateway URL (default {DEFAULT_URL})")
+    p.add_argument(
+        "--demo",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="demo JSON written by `pos-gateway demo-data`",
+    )
+    p.add_argument(
+        "--terminals",
+        type=POSITIVE_INT,
+        default=4,
+        metavar="N",
+        help="concurrent simulated terminals (default 4); real terminal ids are shared, "
+        "each simulated terminal with its own STAN range",
+    )
+    p.add_argument(
+        "--duration",
+        type=POSITIVE_FLOAT,
+        default=10.0,
+        metavar="S",
+        help="seconds of sending (default 10, at most 3600)",
+    )
+    p.add_argument(
+        "--rate",
+        type=POSITIVE_FLOAT,
+        metavar="R",
+        help="total requests per second, open model (default: closed model)",
+    )
+    p.add_argument(
+        "--mix",
+        type=MIX,
+        default=DEFAULT_MIX,
+        help=f"request types and relative weights (default {DEFAULT_MIX}); types: "
+        "purchase, balance_inquiry, cash_withdrawal, transfer",
+    )
+    p.add_argument(
+        "--amount", type=AMOUNT, default="1.00", help="amount of each request in CNY (default 1.00)"
+    )
+    p.add_argument(
+        "--timeout",
+        type=POSITIVE_FLOAT,
+        default=5.0,
+        metavar="SECONDS",
+        help="client timeout per request (default 5); a purchase not answered in time is reversed",
+    )
+    p.add_argument(
+        "--json", type=Path, metavar="OUT", help="also write the report as JSON to this file"
+    )
+    p.add_argument("--quiet", action="store_true", help="no live progress line")
+    p.add_argument("--seed", type=int, help="seed for the choice of types and cards")
+
+    p = sub.add_parser(
+        "scenario",
+        help="run a scripted TOML scenario; non-zero exit on mismatch",
+        description="Run a scripted scenario: steps with expected response codes and "
+        "balances. Exit status 1 on any mismatch.",
+    )
+    p.add_argument("file", type=Path, help="scenario TOML file (see scenarios/demo.toml)")
+    p.add_argument("--url", default=DEFAULT_URL, help=f"gateway URL (default {DEFAULT_URL})")
+    p.add_argument(
+        "--demo", type=Path, required=True, help="demo JSON written by `pos-gateway demo-data`"
+    )
+
+    p = sub.add_parser(
+        "wait",
+        help="wait until the gateway's /healthz answers 200",
+        description="Wait until the gateway's /healthz answers 200 (exit 0) or give up (1).",
+    )
+    p.add_argument("--url", default=DEFAULT_URL, help=f"gateway URL (default {DEFAULT_URL})")
     p.add_argument(
         "--timeout", dest="timeout_s", type=float, default=60.0, help="seconds (default 60)"
     )
@@ -80,13 +310,23 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_scenario(args))
         if args.command == "wait":
             return asyncio.run(_wait(args.url, args.timeout_s))
+        if args.command == "load":
+            return asyncio.run(_load(args))
+        if args.command == "close-batch":
+            return asyncio.run(_close_batch(args))
         return asyncio.run(_single(args))
-    except (ScenarioError, DemoLookupError, ValueError, OSError) as exc:
-        print(f"terminal-sim: {exc}", file=sys.stderr)
-        return 2
+    except TimeoutError:
+        print("terminal-sim: no answer from the gateway in time", file=sys.stderr)
+        return 3
     except aiohttp.ClientError as exc:
         print(f"terminal-sim: cannot reach the gateway: {exc}", file=sys.stderr)
         return 3
+    except DemoLookupError as exc:
+        print(f"terminal-sim: {exc.args[0]}", file=sys.stderr)
+        return 2
+    except (ScenarioError, LoadError, ValueError, OSError) as exc:
+        print(f"terminal-sim: {exc}", file=sys.stderr)
+        return 2
 
 
 def _resolve_terminal(args: argparse.Namespace, world: DemoWorld | None) -> TerminalConfig:
@@ -101,28 +341,51 @@ def _resolve_terminal(args: argparse.Namespace, world: DemoWorld | None) -> Term
     return TerminalConfig.from_demo(world.terminal(args.terminal))
 
 
-def _resolve_card(args: argparse.Namespace, world: DemoWorld | None) -> tuple[str, str | None]:
-    card = world.card(args.card) if (world and args.card) else None
+def _resolve_card(
+    args: argparse.Namespace, world: DemoWorld | None
+) -> tuple[str | None, str | None]:
+    """The card's PAN and PIN, from --pan/--pin or the demo file's --card."""
+    card = None
+    if args.card:
+        if world is None:
+            raise ValueError("--card needs --demo (or give --pan)")
+        card = world.card(args.card)
     pan = args.pan or (card["pan"] if card else None)
-    if pan is None:
-        raise ValueError("give --card (with --demo) or --pan")
     pin = getattr(args, "pin", None) or (card["pin"] if card else None)
     return pan, pin
+
+
+def _transaction_fields(args: argparse.Namespace, world: DemoWorld | None) -> dict[str, Any]:
+    txn_type = TRANSACTION_COMMANDS[args.command]
+    pan, pin = _resolve_card(args, world)
+    fields: dict[str, Any] = {"stan": args.stan}
+    if pan is not None:
+        fields["pan"] = pan
+    if txn_type in ("refund", "reversal"):
+        # No PIN: a refund is the merchant's act, a reversal the terminal's own.
+        if txn_type == "refund":
+            fields["original_rrn"] = args.original_rrn
+        else:
+            fields["original_stan"] = args.original_stan
+        if args.amount is not None:
+            fields["amount"] = args.amount
+        return fields
+    if pan is None:
+        raise ValueError("give --card (with --demo) or --pan")
+    if pin is not None:
+        fields["pin"] = pin
+    if txn_type != "balance_inquiry":
+        fields["amount"] = args.amount
+    return fields
 
 
 async def _single(args: argparse.Namespace) -> int:
     world = DemoWorld.load(args.demo) if args.demo else None
     config = _resolve_terminal(args, world)
-    pan, pin = _resolve_card(args, world)
-    txn_type = {"balance": "balance_inquiry"}.get(args.command, args.command.replace("-", "_"))
-    fields: dict[str, Any] = {"pan": pan, "stan": args.stan}
-    if pin is not None:
-        fields["pin"] = pin
-    if txn_type != "balance_inquiry":
-        fields["amount"] = parse_amount(args.amount)
+    fields = _transaction_fields(args, world)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         terminal = Terminal(session, args.url, config)
-        body, answer = await terminal.transact(txn_type, **fields)
+        body, answer = await terminal.transact(TRANSACTION_COMMANDS[args.command], **fields)
     if args.json:
         print(json.dumps(answer.body))
     else:
@@ -134,17 +397,82 @@ async def _single(args: argparse.Namespace) -> int:
 def render_answer(answer: Answer) -> str:
     body = answer.body
     if "error" in body:
-        return (
-            f"<- HTTP {answer.status}: {body['error'].get('code')}: {body['error'].get('message')}"
-        )
+        return _render_error(answer)
     parts = [f"<- {body.get('response_code')} {body.get('message')}"]
     for key in ("amount", "balance"):
         if isinstance(body.get(key), int):
             parts.append(f"{key} {format_amount(body[key])} CNY")
-    for key in ("rrn", "auth_code"):
+    for key in ("stan", "rrn", "auth_code"):
         if key in body:
             parts.append(f"{key} {body[key]}")
     return "  ".join(parts)
+
+
+def _render_error(answer: Answer) -> str:
+    error = answer.body.get("error") or {}
+    return f"<- HTTP {answer.status}: {error.get('code')}: {error.get('message')}"
+
+
+def _figures_text(figures: dict[str, Any]) -> str:
+    return f"{figures['count']} for {format_amount(figures['amount'])} CNY"
+
+
+def render_batch_close(answer: Answer) -> str:
+    body = answer.body
+    if answer.status != 200 or "in_balance" not in body:
+        return _render_error(answer)
+    verdict = "in balance" if body["in_balance"] else "OUT OF BALANCE"
+    lines = [f"<- batch {body['batch_no']} closed, {verdict}; next batch {body['next_batch_no']}"]
+    lines.append(f"   {'':10} {'terminal':>24} {'gateway':>24}")
+    for part in ("purchases", "refunds"):
+        ours, theirs = body["terminal"][part], body["gateway"][part]
+        mark = "" if ours == theirs else "   <- differs"
+        lines.append(f"   {part:10} {_figures_text(ours):>24} {_figures_text(theirs):>24}{mark}")
+    return "\n".join(lines)
+
+
+async def _close_batch(args: argparse.Namespace) -> int:
+    world = DemoWorld.load(args.demo) if args.demo else None
+    config = _resolve_terminal(args, world)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        terminal = Terminal(session, args.url, config)
+        batch_no = args.batch_no
+        if batch_no is None:
+            open_batch = await terminal.open_batch()
+            if open_batch.status != 200 or not isinstance(open_batch.body.get("batch_no"), int):
+                print(_render_error(open_batch))
+                return 1
+            batch_no = open_batch.body["batch_no"]
+        body, answer = await terminal.close_batch(batch_no, args.purchases, args.refunds)
+    if args.json:
+        print(json.dumps(answer.body))
+    else:
+        print(
+            f"-> close batch {body['batch_no']}: purchases {_figures_text(body['purchases'])}, "
+            f"refunds {_figures_text(body['refunds'])}"
+        )
+        print(render_batch_close(answer))
+    return 0 if answer.status == 200 and answer.body.get("in_balance") is True else 1
+
+
+async def _load(args: argparse.Namespace) -> int:
+    world = DemoWorld.load(args.demo)
+    config = LoadConfig(
+        url=args.url,
+        terminals=args.terminals,
+        duration_s=args.duration,
+        rate=args.rate,
+        mix=args.mix,
+        amount_fen=args.amount,
+        timeout_s=args.timeout,
+        seed=args.seed,
+    )
+    console = Console()
+    report = await run_load(config, world, progress=sys.stdout.isatty() and not args.quiet)
+    console.print(render_report(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if report["answered"] else 1
 
 
 async def _scenario(args: argparse.Namespace) -> int:

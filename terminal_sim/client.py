@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,8 @@ from terminal_sim.protocol import (
 )
 
 TRANSACTIONS_PATH = "/v1/transactions"
+BATCH_CLOSE_PATH = "/v1/batches/close"
+OPEN_BATCH_PATH = "/v1/batches/open"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,15 +85,35 @@ class Terminal:
         return body
 
     async def send(self, path: str, payload: dict[str, Any] | bytes) -> Answer:
+        """POST a signed JSON body (bytes are sent as they are: a retransmission)."""
         body = payload if isinstance(payload, bytes) else encode_body(payload)
-        headers = signed_headers(self.config.terminal_id, self.config.mac_key, "POST", path, body)
-        async with self.session.post(self.base_url + path, data=body, headers=headers) as resp:
-            try:
-                data = await resp.json(content_type=None)
-            except ValueError:
-                data = {"error": {"code": "not_json", "message": (await resp.text())[:200]}}
-            return Answer(status=resp.status, body=data)
+        return await self._signed("POST", path, body)
+
+    async def _signed(self, method: str, path: str, body: bytes) -> Answer:
+        headers = signed_headers(self.config.terminal_id, self.config.mac_key, method, path, body)
+        async with self.session.request(
+            method, self.base_url + path, data=body or None, headers=headers
+        ) as resp:
+            text = await resp.text(errors="replace")
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            data = {"error": {"code": "not_json", "message": text[:200]}}
+        return Answer(status=resp.status, body=data)
 
     async def transact(self, txn_type: str, **fields: Any) -> tuple[dict[str, Any], Answer]:
         body = self.transaction_body(txn_type, **fields)
         return body, await self.send(TRANSACTIONS_PATH, body)
+
+    async def close_batch(
+        self, batch_no: int, purchases: dict[str, int], refunds: dict[str, int]
+    ) -> tuple[dict[str, Any], Answer]:
+        """Send the terminal's counts and totals (fen) of approved purchases and refunds."""
+        body = {"batch_no": batch_no, "purchases": purchases, "refunds": refunds}
+        return body, await self.send(BATCH_CLOSE_PATH, body)
+
+    async def open_batch(self) -> Answer:
+        """Ask which batch is open: {"batch_no": N}, for a terminal that lost its count."""
+        return await self._signed("GET", OPEN_BATCH_PATH, b"")

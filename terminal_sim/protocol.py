@@ -66,16 +66,50 @@ def random_stan() -> str:
     return f"{secrets.randbelow(1_000_000):06d}"
 
 
-class StanCounter:
-    """A terminal's system trace audit number: 000001..999999, then wraps."""
+STAN_FIRST, STAN_LAST = 1, 999_999
 
-    def __init__(self, start: int | None = None) -> None:
-        self._next = start if start is not None else secrets.randbelow(900_000) + 1
+
+class StanCounter:
+    """A terminal's system trace audit number: counts up through its range, then wraps.
+
+    The whole range is 000001..999999; a simulated terminal that shares a real terminal
+    id with others gets a slice of it (see terminal_sim.load.plan_terminals), so that
+    (terminal, date, STAN) never repeats between them."""
+
+    def __init__(
+        self, start: int | None = None, *, first: int = STAN_FIRST, last: int = STAN_LAST
+    ) -> None:
+        if not STAN_FIRST <= first <= last <= STAN_LAST:
+            raise ValueError(f"STAN range {first}..{last} is not within 1..999999")
+        if start is None:
+            # Random, so that two runs on the same day seldom meet an earlier STAN.
+            start = first + secrets.randbelow(last - first + 1)
+        if not first <= start <= last:
+            raise ValueError(f"STAN {start} is outside its range {first}..{last}")
+        self.first, self.last = first, last
+        self._next = start
 
     def next(self) -> str:
         stan = self._next
-        self._next = stan % 999_999 + 1
+        self._next = stan + 1 if stan < self.last else self.first
         return f"{stan:06d}"
+
+
+def parse_stan(text: str) -> str:
+    """A STAN as typed: 1 to 6 digits, zero-padded to the six the protocol wants."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= len(text) <= 6:
+        raise ValueError(f"a STAN is 1 to 6 digits: {text!r}")
+    return f"{int(text):06d}"
+
+
+def parse_figures(text: str) -> dict[str, int]:
+    """'3:37.50' (count:amount in CNY) -> {"count": 3, "amount": 3750} for a batch close."""
+    count, sep, amount = text.partition(":")
+    count = count.strip()
+    if not sep or not (count.isascii() and count.isdigit()):
+        raise ValueError(f"batch figures are COUNT:AMOUNT, e.g. 3:37.50, not {text!r}")
+    return {"count": int(count), "amount": parse_amount(amount)}
 
 
 def local_time() -> str:

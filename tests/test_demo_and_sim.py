@@ -31,6 +31,7 @@ def gateway_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POS_ADMIN_TOKEN", settings.secrets.admin_token)
     monkeypatch.setenv("POS_ARGON2_TIME_COST", "1")
     monkeypatch.setenv("POS_ARGON2_MEMORY_KIB", "64")
+    monkeypatch.setenv("POS_ALLOW_WEAK_PIN_HASH", "bench")
     monkeypatch.setenv("POS_LOG_LEVEL", "warning")
 
 

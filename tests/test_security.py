@@ -422,3 +422,17 @@ def test_repr_of_terminal_keys_shows_no_key_bytes() -> None:
         assert "abab" not in text.lower() and "cdcd" not in text.lower()
         assert "\\x" not in text
         assert "redacted" in text
+
+
+def test_weak_pin_hash_parameters_need_the_bench_switch(tmp_path) -> None:
+    from pos_gateway.settings import ConfigError, Settings
+
+    env = {"POS_DATA_DIR": str(tmp_path), "POS_ARGON2_TIME_COST": "1"}
+
+    with pytest.raises(ConfigError, match="POS_ALLOW_WEAK_PIN_HASH"):
+        Settings.from_env(env)
+    allowed = Settings.from_env({**env, "POS_ALLOW_WEAK_PIN_HASH": "bench"})
+    stronger = Settings.from_env({**env, "POS_ARGON2_TIME_COST": "3"})
+
+    assert allowed.argon2.time_cost == 1
+    assert stronger.argon2.time_cost == 3

@@ -1,0 +1,386 @@
+"""Load test: N simulated terminals against one gateway URL for a bounded time.
+
+Two models:
+- open (`rate` set): requests leave on a fixed schedule, `rate` per second in total,
+  whether or not earlier ones were answered; each latency is measured from the request's
+  *intended* send time, so a gateway that queues cannot hide it by slowing the sender
+  (coordinated omission);
+- closed (no `rate`): each simulated terminal sends its next request when the previous
+  answer arrives, as a real terminal does.
+
+A simulated terminal borrows a real terminal's id and keys from the demo file; several may
+share one, each with its own slice of the STAN range, so (terminal, date, STAN) never
+repeats within a run. A money-moving request that gets no answer in time is reversed, as a
+real terminal would, by a reversal naming its STAN, retransmitted until answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from terminal_sim.client import TRANSACTIONS_PATH, Answer, Terminal, TerminalConfig
+from terminal_sim.demo import DemoWorld
+from terminal_sim.protocol import STAN_LAST, StanCounter, encode_body
+from terminal_sim.report import LoadStats, Progress, build_report
+
+MIX_TYPES = ("purchase", "balance_inquiry", "cash_withdrawal", "transfer")
+_MIX_ALIASES = {"balance": "balance_inquiry"}
+PIN_TYPES = frozenset({"purchase", "balance_inquiry", "cash_withdrawal", "transfer"})
+# Requests that may have moved money (or been recorded as such): reversed on a timeout.
+# A balance inquiry changes nothing, so a terminal just gives up on it.
+REVERSIBLE = frozenset({"purchase", "cash_withdrawal", "transfer"})
+REVERSAL_ATTEMPTS = 3
+DEFAULT_MIX = "purchase=90,balance_inquiry=10"
+MAX_TERMINALS = 10_000
+MAX_DURATION_S = 3600.0
+PROGRESS_INTERVAL_S = 0.5
+# A closed-model terminal that cannot connect waits this long before trying again, so a
+# gateway that is down is not hammered in a busy loop.
+CONNECTION_BACKOFF_S = 0.1
+
+
+class LoadError(ValueError):
+    """The load test cannot start as asked (bad mix, no designated terminal...)."""
+
+
+def parse_mix(text: str) -> dict[str, int]:
+    """'purchase=90,balance_inquiry=10' -> {'purchase': 90, 'balance_inquiry': 10}.
+
+    Weights are non-negative integers, relative to their sum (which must be positive)."""
+    mix: dict[str, int] = {}
+    for part in text.split(","):
+        name, sep, weight = part.partition("=")
+        name = name.strip().replace("-", "_")
+        name = _MIX_ALIASES.get(name, name)
+        weight = weight.strip()
+        if not sep or not name:
+            raise LoadError(f"a mix is TYPE=WEIGHT,…, e.g. {DEFAULT_MIX}: not {part.strip()!r}")
+        if name not in MIX_TYPES:
+            raise LoadError(f"unknown type {name!r} in the mix (one of {', '.join(MIX_TYPES)})")
+        if name in mix:
+            raise LoadError(f"{name} appears twice in the mix")
+        if not (weight.isascii() and weight.isdigit()):
+            raise LoadError(f"the weight of {name} must be a non-negative integer: {weight!r}")
+        mix[name] = int(weight)
+    if sum(mix.values()) == 0:
+        raise LoadError("the weights of the mix add up to zero")
+    return mix
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedTerminal:
+    """One simulated terminal: a real terminal's identity and its own STAN slice."""
+
+    index: int
+    config: TerminalConfig
+    first_stan: int
+    last_stan: int
+
+    @property
+    def stan_count(self) -> int:
+        return self.last_stan - self.first_stan + 1
+
+
+def plan_terminals(entries: Sequence[dict[str, Any]], count: int) -> list[SimulatedTerminal]:
+    """Deal `count` simulated terminals round-robin over the real terminals; the k
+    simulated terminals sharing a real one split 1..999999 into k disjoint slices."""
+    if not entries:
+        raise LoadError("no terminal to simulate")
+    if not 1 <= count <= MAX_TERMINALS:
+        raise LoadError(f"the number of terminals must be 1..{MAX_TERMINALS}")
+    plan = []
+    for index in range(count):
+        real = index % len(entries)
+        sharing = (count - real + len(entries) - 1) // len(entries)  # indexes ≡ real
+        slot = index // len(entries)
+        size = STAN_LAST // sharing
+        first = 1 + slot * size
+        plan.append(
+            SimulatedTerminal(
+                index=index,
+                config=TerminalConfig.from_demo(entries[real]),
+                first_stan=first,
+                last_stan=first + size - 1,
+            )
+        )
+    return plan
+
+
+def designated_terminals(world: DemoWorld) -> list[dict[str, Any]]:
+    """Terminals of designated merchants: their purchases can be approved."""
+    designated_merchants = {
+        m["merchant_id"] for m in world.data.get("merchants", []) if m.get("designated")
+    }
+    return [
+        t
+        for t in world.data.get("terminals", [])
+        if t.get("designated", t.get("merchant_id") in designated_merchants)
+    ]
+
+
+def active_cards(world: DemoWorld) -> list[dict[str, Any]]:
+    return [c for c in world.data.get("cards", []) if c.get("status") == "active"]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadConfig:
+    url: str
+    terminals: int
+    duration_s: float
+    rate: float | None = None  # total requests per second; None: closed model
+    mix: dict[str, int] = field(default_factory=lambda: parse_mix(DEFAULT_MIX))
+    amount_fen: int = 100
+    timeout_s: float = 5.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.duration_s <= MAX_DURATION_S:
+            raise LoadError(f"the duration must be more than 0 and at most {MAX_DURATION_S:g} s")
+        if self.rate is not None and not 0 < self.rate <= 100_000:
+            raise LoadError("the rate must be more than 0 and at most 100000 requests/s")
+        if not 0 < self.timeout_s <= 300:
+            raise LoadError("the timeout must be more than 0 and at most 300 s")
+        if self.amount_fen <= 0:
+            raise LoadError("the amount must be more than 0")
+
+    @property
+    def model(self) -> str:
+        return "closed" if self.rate is None else "open"
+
+    def settings(self) -> dict[str, Any]:
+        """The run's parameters, echoed at the top of the report."""
+        return {
+            "url": self.url,
+            "model": self.model,
+            "terminals": self.terminals,
+            "duration_s": self.duration_s,
+            "rate": self.rate,
+            "mix": self.mix,
+            "amount_fen": self.amount_fen,
+            "timeout_s": self.timeout_s,
+        }
+
+
+class StanSpaceExhausted(Exception):
+    """A simulated terminal has used every STAN of its slice: another would repeat one."""
+
+
+class LoadTerminal:
+    """A simulated terminal at run time: its signing client and the STANs it has used."""
+
+    def __init__(
+        self,
+        plan: SimulatedTerminal,
+        session: aiohttp.ClientSession,
+        url: str,
+    ) -> None:
+        self.plan = plan
+        # Random start within the slice, wrapping inside it: a second run on the same day
+        # seldom meets the first one's STANs, and within a run none repeats. Never from
+        # the seeded generator: two runs with one --seed must not replay the same STANs.
+        start = plan.first_stan + secrets.randbelow(plan.stan_count)
+        stans = StanCounter(start, first=plan.first_stan, last=plan.last_stan)
+        self.terminal = Terminal(session, url, plan.config, stans)
+        self.issued = 0
+
+    def next_stan(self) -> str:
+        if self.issued >= self.plan.stan_count:
+            raise StanSpaceExhausted(self.plan.index)
+        self.issued += 1
+        return self.terminal.stans.next()
+
+
+class LoadRun:
+    def __init__(
+        self,
+        config: LoadConfig,
+        world: DemoWorld,
+        session: aiohttp.ClientSession,
+        stats: LoadStats | None = None,
+    ) -> None:
+        self.config = config
+        self.stats = stats or LoadStats()
+        self._rng = random.Random(config.seed if config.seed is not None else secrets.randbits(64))
+        entries = designated_terminals(world)
+        if not entries:
+            raise LoadError("the demo file has no terminal of a designated merchant")
+        self._cards = active_cards(world)
+        if not self._cards:
+            raise LoadError("the demo file has no active card")
+        self._sims = [
+            LoadTerminal(plan, session, config.url)
+            for plan in plan_terminals(entries, config.terminals)
+        ]
+        self._types = list(config.mix)
+        self._weights = list(config.mix.values())
+        self._reversals: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> float:
+        """Send for the configured duration, wait for answers and reversals; return the
+        elapsed seconds from the first send to the last answer."""
+        start = time.perf_counter()
+        end = start + self.config.duration_s
+        if self.config.rate is None:
+            await asyncio.gather(*(self._closed_terminal(sim, end) for sim in self._sims))
+        else:
+            await self._open_schedule(start, end, self.config.rate)
+        elapsed = time.perf_counter() - start
+        while self._reversals:
+            await asyncio.gather(*list(self._reversals))
+        return elapsed
+
+    async def _closed_terminal(self, sim: LoadTerminal, end: float) -> None:
+        while (now := time.perf_counter()) < end:
+            outcome = await self._request(sim, self._pick_type(), now)
+            if outcome == "exhausted":
+                return
+            if outcome == "connection":
+                await asyncio.sleep(CONNECTION_BACKOFF_S)
+
+    async def _open_schedule(self, start: float, end: float, rate: float) -> None:
+        in_flight: set[asyncio.Task[str]] = set()
+        number = 0
+        while (intended := start + number / rate) < end:
+            delay = intended - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            # Behind schedule (a slow client loop), it sends at once without sleeping:
+            # the lag shows in the latency, measured from `intended`.
+            sim = self._sims[number % len(self._sims)]
+            task = asyncio.create_task(self._request(sim, self._pick_type(), intended))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            number += 1
+        if in_flight:
+            await asyncio.gather(*in_flight)
+
+    def _pick_type(self) -> str:
+        return self._rng.choices(self._types, self._weights)[0]
+
+    async def _request(self, sim: LoadTerminal, txn_type: str, intended: float) -> str:
+        """Send one request and count its outcome; returns the outcome's kind."""
+        try:
+            stan = sim.next_stan()
+        except StanSpaceExhausted:
+            self.stats.error(txn_type, "stan_exhausted")
+            return "exhausted"
+        card = self._rng.choice(self._cards)
+        fields: dict[str, Any] = {"pan": card["pan"], "stan": stan}
+        if txn_type in PIN_TYPES:
+            fields["pin"] = card["pin"]
+        if txn_type != "balance_inquiry":
+            fields["amount"] = self.config.amount_fen
+        body = sim.terminal.transaction_body(txn_type, **fields)
+        self.stats.request_sent(txn_type)
+        sent_at = time.perf_counter()
+        try:
+            answer = await sim.terminal.send(TRANSACTIONS_PATH, encode_body(body))
+        except TimeoutError:
+            self.stats.error(txn_type, "timeout")
+            self._reverse_later(sim, txn_type, body)
+            return "timeout"
+        except aiohttp.ServerDisconnectedError:
+            # The request may have been processed: its answer is lost, as on a timeout.
+            self.stats.error(txn_type, "connection")
+            self._reverse_later(sim, txn_type, body)
+            return "connection"
+        except aiohttp.ClientError:
+            self.stats.error(txn_type, "connection")
+            return "connection"
+        self.stats.answer(
+            txn_type,
+            intended=intended,
+            sent_at=sent_at,
+            done=time.perf_counter(),
+            status=answer.status,
+            body=answer.body,
+            amount=fields.get("amount"),
+        )
+        return "answered"
+
+    def _reverse_later(self, sim: LoadTerminal, txn_type: str, original: dict[str, Any]) -> None:
+        if txn_type not in REVERSIBLE:
+            return
+        task = asyncio.create_task(self._reverse(sim, original))
+        self._reversals.add(task)
+        task.add_done_callback(self._reversals.discard)
+
+    async def _reverse(self, sim: LoadTerminal, original: dict[str, Any]) -> None:
+        try:
+            stan = sim.next_stan()
+        except StanSpaceExhausted:
+            self.stats.reversal_errors["stan_exhausted"] += 1
+            return
+        body = sim.terminal.transaction_body(
+            "reversal",
+            stan=stan,
+            original_stan=original["stan"],
+            pan=original.get("pan"),
+            amount=original.get("amount"),
+        )
+        payload = encode_body(body)
+        self.stats.reversals += 1
+        kind = "timeout"
+        # The same bytes each time: a retransmission gets the stored answer, never a
+        # second reversal.
+        for _ in range(REVERSAL_ATTEMPTS):
+            self.stats.reversal_attempts += 1
+            try:
+                answer: Answer = await sim.terminal.send(TRANSACTIONS_PATH, payload)
+            except TimeoutError:
+                kind = "timeout"
+                continue
+            except aiohttp.ClientError:
+                kind = "connection"
+                await asyncio.sleep(CONNECTION_BACKOFF_S)
+                continue
+            code = answer.response_code
+            if answer.status == 200 and isinstance(code, str):
+                self.stats.reversal_codes[code] += 1
+            else:
+                self.stats.reversal_errors[f"http_{answer.status}"] += 1
+            return
+        self.stats.reversal_errors[kind] += 1
+
+
+async def run_load(
+    config: LoadConfig, world: DemoWorld, *, progress: bool = False
+) -> dict[str, Any]:
+    """Run the load test and return its report (see terminal_sim.report.build_report)."""
+    stats = LoadStats()
+    connector = aiohttp.TCPConnector(limit=0)  # a connection per request in flight, as terminals
+    # aiohttp rounds timeouts of 5 s and more up to a whole second of loop time unless
+    # told otherwise; a terminal's timeout is meant as given.
+    timeout = aiohttp.ClientTimeout(total=config.timeout_s, ceil_threshold=MAX_DURATION_S)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        run = LoadRun(config, world, session, stats)
+        display = Progress(stats, config.duration_s) if progress else None
+        ticker = None
+        if display is not None:
+            display.start()
+            ticker = asyncio.create_task(_tick(display))
+        try:
+            elapsed = await run.run()
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
+            if display is not None:
+                display.stop()
+    return build_report(stats, settings=config.settings(), elapsed_s=elapsed)
+
+
+async def _tick(display: Progress) -> None:
+    while True:
+        await asyncio.sleep(PROGRESS_INTERVAL_S)
+        display.refresh()
