@@ -54,7 +54,14 @@ def build_services(
     return Services(
         pool=pool,
         transactions=TransactionService(
-            pool, hasher, executor, metrics, today, settings.max_amount_fen, group_commit
+            pool,
+            hasher,
+            executor,
+            metrics,
+            today,
+            settings.max_amount_fen,
+            group_commit,
+            settings.pin_queue_max,
         ),
         admin=AdminService(pool, hasher, executor, wrapper, today),
         key_wrapper=wrapper,

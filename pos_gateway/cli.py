@@ -34,6 +34,8 @@ environment:
                      group commit of purchases (default 256 per batch, 2 flushers;
                      1 turns it off)
   POS_PIN_THREADS    threads verifying PINs (default: CPU count)
+  POS_PIN_QUEUE_MAX  PIN checks waiting per process before new requests get 91 at
+                     once, unrecorded (default 100)
   POS_LOG_LEVEL      debug | info | warning | error (default info)
 """
 

@@ -29,6 +29,11 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.shed = Counter(
+            "pos_shed",
+            "Requests answered 91 at once because too many PIN checks were waiting",
+            registry=self.registry,
+        )
         self.http_errors = Counter(
             "pos_http_errors",
             "Requests refused before a business decision, by HTTP status and error code",

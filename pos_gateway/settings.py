@@ -39,6 +39,7 @@ class Settings:
     db_pool_max: int = 20
     group_commit_max_batch: int = 256  # 1 turns group commit off: one commit per request
     group_commit_flushers: int = 2
+    pin_queue_max: int = 100  # PIN checks waiting per process before requests are shed (91)
     log_level: str = "info"
 
     @classmethod
@@ -73,6 +74,7 @@ class Settings:
             group_commit_flushers=_int(
                 env, "POS_GROUP_COMMIT_FLUSHERS", base.group_commit_flushers
             ),
+            pin_queue_max=_int(env, "POS_PIN_QUEUE_MAX", base.pin_queue_max),
             log_level=env.get("POS_LOG_LEVEL", base.log_level).lower(),
         )
 

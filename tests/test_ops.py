@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator
@@ -9,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from pos_gateway.app import create_app
+from pos_gateway.security.pins import Argon2Params
 from pos_gateway.settings import Settings
 
 from .conftest import World
@@ -88,3 +90,31 @@ async def test_gateway_recovers_when_the_database_returns(
     assert down.body["response_code"] == "91"
     assert up.body["response_code"] == "00"
     assert up.body["balance"] == 900
+
+
+async def test_requests_beyond_the_pin_queue_are_shed_with_91_and_not_recorded(
+    aiohttp_client, settings: Settings, db
+) -> None:
+    slow_hash = Argon2Params(time_cost=3, memory_cost_kib=8192, parallelism=1)
+    app = create_app(
+        dataclasses.replace(settings, argon2=slow_hash, pin_threads=1, pin_queue_max=1)
+    )
+    client = await aiohttp_client(app)
+    world = World(client, settings)
+    merchant = await world.merchant()
+    terminals = [await world.terminal(merchant) for _ in range(8)]
+    card = await world.card(balance=100_000)
+
+    answers = await asyncio.gather(
+        *(t.transact("purchase", pan=card["pan"], pin="4321", amount=100) for t in terminals)
+    )
+
+    codes = [answer.body["response_code"] for _, answer in answers]
+    recorded = await db.fetchval(
+        "SELECT count(*) FROM transactions WHERE terminal_id = ANY($1::text[])",
+        [t.config.terminal_id for t in terminals],
+    )
+    assert "91" in codes and "00" in codes
+    assert recorded == codes.count("00")
+    metrics = await (await client.get("/metrics")).text()
+    assert f"pos_shed_total {float(codes.count('91'))}" in metrics

@@ -21,7 +21,12 @@ from pos_gateway.http.validation import (
 from pos_gateway.security.keys import KeyUnwrapError
 from pos_gateway.security.signing import signature_valid, timestamp_fresh
 from pos_gateway.services.batches import close_batch
-from pos_gateway.services.transactions import Terminal, TransactionRequest, unrecorded_answer
+from pos_gateway.services.transactions import (
+    Overloaded,
+    Terminal,
+    TransactionRequest,
+    unrecorded_answer,
+)
 from pos_gateway.store import terminals
 from pos_gateway.store.database import UNAVAILABLE_ERRORS
 from pos_gateway.store.transactions import RequestKey, load_context
@@ -127,6 +132,8 @@ async def post_transaction(request: web.Request) -> web.Response:
     except UNAVAILABLE_ERRORS as exc:
         # Answer fast: the terminal retries or reverses; hanging helps nobody.
         log.error("database_unavailable", error=type(exc).__name__)
+        answer = unrecorded_answer(Code.ISSUER_UNAVAILABLE, stan or "")
+    except Overloaded:
         answer = unrecorded_answer(Code.ISSUER_UNAVAILABLE, stan or "")
     except ApiError:
         raise

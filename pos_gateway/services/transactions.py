@@ -67,6 +67,10 @@ class TransactionRequest:
     original_stan: str | None = None  # reversal
 
 
+class Overloaded(Exception):
+    """Too many PIN verifications waiting: the request is refused before any decision."""
+
+
 def _auth_code() -> str:
     return f"{secrets.randbelow(1_000_000):06d}"
 
@@ -105,6 +109,7 @@ class TransactionService:
         today: Callable[[], date],
         max_amount_fen: int,
         group_commit: GroupCommitter | None = None,
+        pin_queue_max: int = 100,
     ) -> None:
         self._pool = pool
         self._pins = pin_hasher
@@ -113,6 +118,8 @@ class TransactionService:
         self._today = today
         self._max_amount = max_amount_fen
         self._group_commit = group_commit
+        self._pin_queue_max = pin_queue_max
+        self._pin_pending = 0
 
     async def process(
         self,
@@ -211,6 +218,14 @@ class TransactionService:
             pan_luhn_ok=pan_ok,
             today=self._today(),
         )
+        needs_hash = decline is None or (
+            decline == Code.INVALID_CARD and request.txn_type in PIN_TYPES
+        )
+        if needs_hash and self._pin_pending >= self._pin_queue_max:
+            # Shed before anything is recorded: the terminal's retry is a fresh request,
+            # and PINs queued for seconds would only be answered after it gave up.
+            self._metrics.shed.inc()
+            raise Overloaded
         if decline == Code.INVALID_CARD and request.txn_type in PIN_TYPES:
             # An unknown card costs one hash like a known one: timing must not tell
             # which card numbers exist.
@@ -263,9 +278,11 @@ class TransactionService:
     async def _verify_pin(self, pin_hash: str | None, pin: str) -> bool:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
+        self._pin_pending += 1
         try:
             if pin_hash is None:
                 return await loop.run_in_executor(self._pin_executor, self._pins.dummy_verify, pin)
             return await loop.run_in_executor(self._pin_executor, self._pins.verify, pin_hash, pin)
         finally:
+            self._pin_pending -= 1
             self._metrics.pin_verify.observe(time.perf_counter() - started)
