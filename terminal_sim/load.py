@@ -228,6 +228,7 @@ class LoadRun:
         """Send for the configured duration, wait for answers and reversals; return the
         elapsed seconds from the first send to the last answer."""
         start = time.perf_counter()
+        self.stats.started = start
         end = start + self.config.duration_s
         if self.config.rate is None:
             await asyncio.gather(*(self._closed_terminal(sim, end) for sim in self._sims))

@@ -64,6 +64,9 @@ class LoadStats:
         self.reversal_attempts = 0
         self.reversal_codes: Counter[str] = Counter()
         self.reversal_errors: Counter[str] = Counter()
+        # Per second of the run (from `started`): answers and their latencies, for charts.
+        self.started: float | None = None
+        self.per_second: defaultdict[int, list[int]] = defaultdict(list)
 
     def request_sent(self, txn_type: str) -> None:
         self.sent += 1
@@ -92,6 +95,8 @@ class LoadStats:
             return
         self.answered += 1
         record_us(self.latency, done - intended)
+        if self.started is not None:
+            self.per_second[int(done - self.started)].append(int((done - intended) * 1e6))
         record_us(self.service_time, done - sent_at)
         self.response_codes[code] += 1
         self.by_type[txn_type][code] += 1
@@ -127,6 +132,7 @@ def build_report(stats: LoadStats, *, settings: dict[str, Any], elapsed_s: float
             "count": stats.approved_purchases,
             "amount_fen": stats.approved_amount,
         },
+        "timeline": timeline(stats),
         "reversals": {
             "sent": stats.reversals,
             "attempts": stats.reversal_attempts,
@@ -134,6 +140,22 @@ def build_report(stats: LoadStats, *, settings: dict[str, Any], elapsed_s: float
             "errors": dict(sorted(stats.reversal_errors.items())),
         },
     }
+
+
+def timeline(stats: LoadStats) -> list[dict[str, int]]:
+    """Answers per second of the run, with that second's p50 and p99 latency."""
+    out = []
+    for second in sorted(stats.per_second):
+        values = sorted(stats.per_second[second])
+        out.append(
+            {
+                "second": second,
+                "answered": len(values),
+                "p50_us": values[len(values) // 2],
+                "p99_us": values[min(len(values) - 1, int(len(values) * 0.99))],
+            }
+        )
+    return out
 
 
 def _ms(us: float) -> str:

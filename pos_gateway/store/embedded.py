@@ -37,8 +37,8 @@ async def ensure_database(admin_dsn: str, name: str = DATABASE) -> None:
             try:
                 # Identifiers cannot be parameters; `name` is ours, never user input.
                 await conn.execute(f'CREATE DATABASE "{name}"')
-            except asyncpg.DuplicateDatabaseError:
-                pass  # another process created it meanwhile
+            except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+                pass  # another process (a second worker) created it meanwhile
     finally:
         await conn.close()
 
