@@ -56,7 +56,7 @@ class BenchError(RuntimeError):
 class BenchConfig:
     duration_s: float = 15.0
     terminals: int = 32
-    workers: int = 2
+    workers: int = 1
     cards: int = 200
     port: int = 18400
     out_dir: Path = Path("bench-out")

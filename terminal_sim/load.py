@@ -29,7 +29,7 @@ import aiohttp
 
 from terminal_sim.client import TRANSACTIONS_PATH, Answer, Terminal, TerminalConfig
 from terminal_sim.demo import DemoWorld
-from terminal_sim.protocol import STAN_LAST, StanCounter, encode_body
+from terminal_sim.protocol import STAN_LAST, StanCounter, encode_body, pin_block
 from terminal_sim.report import LoadStats, Progress, build_report
 
 MIX_TYPES = ("purchase", "balance_inquiry", "cash_withdrawal", "transfer")
@@ -223,6 +223,7 @@ class LoadRun:
         self._types = list(config.mix)
         self._weights = list(config.mix.values())
         self._reversals: set[asyncio.Task[None]] = set()
+        self._pin_blocks: dict[tuple[str, str], str] = {}
 
     async def run(self) -> float:
         """Send for the configured duration, wait for answers and reversals; return the
@@ -277,7 +278,16 @@ class LoadRun:
         card = self._rng.choice(self._cards)
         fields: dict[str, Any] = {"pan": card["pan"], "stan": stan}
         if txn_type in PIN_TYPES:
-            fields["pin"] = card["pin"]
+            # One format-4 block per terminal and card, reused: enciphering afresh for
+            # every request costs the load generator CPU that the gateway then lacks on a
+            # shared machine, and the gateway treats every block alike.
+            config = sim.terminal.config
+            cache_key = (config.terminal_id, card["pan"])
+            block = self._pin_blocks.get(cache_key)
+            if block is None:
+                block = pin_block(config.pin_key, card["pin"], card["pan"])
+                self._pin_blocks[cache_key] = block
+            fields["pin_block"] = block
         if txn_type != "balance_inquiry":
             fields["amount"] = self.config.amount_fen
         body = sim.terminal.transaction_body(txn_type, **fields)

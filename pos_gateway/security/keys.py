@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -44,6 +45,12 @@ class KeyWrapper:
         return nonce + self._aead.encrypt(nonce, key, f"{terminal_id}:{purpose}".encode())
 
     def unwrap(self, wrapped: bytes, terminal_id: str, purpose: str) -> bytes:
+        """The clear key. Cached by the wrapped bytes themselves: a re-keyed terminal's
+        row carries new wrapped bytes, so a cached key can never outlive its row."""
+        return self._unwrap_cached(bytes(wrapped), terminal_id, purpose)
+
+    @functools.lru_cache(maxsize=8192)  # noqa: B019 - one wrapper per process, lives as long
+    def _unwrap_cached(self, wrapped: bytes, terminal_id: str, purpose: str) -> bytes:
         nonce, sealed = wrapped[:_NONCE_BYTES], wrapped[_NONCE_BYTES:]
         try:
             return self._aead.decrypt(nonce, sealed, f"{terminal_id}:{purpose}".encode())
