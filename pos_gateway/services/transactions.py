@@ -241,7 +241,7 @@ class TransactionService:
             )
         assert card is not None and pan is not None and request.pin_block is not None
         pin_ok = await self._pin_matches(terminal, request.pin_block, pan, card["pin_hash"])
-        log.info("pin_checked", pan=pan, stan=request.stan, ok=pin_ok, type=request.txn_type)
+        log.debug("pin_checked", pan=pan, ok=pin_ok)
         if not pin_ok:
             return await store.record_wrong_pin(
                 self._pool, *common, card["card_id"], request.amount, MAX_PIN_FAILURES
