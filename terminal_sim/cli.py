@@ -309,9 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--terminals", type=POSITIVE_INT, default=32, metavar="N",
         help="concurrent terminals, and pgbench clients (default 32)",
     )  # fmt: skip
-    p.add_argument("--workers", type=POSITIVE_INT, default=1,
-        help="gateway processes (default 1: on 2 cores shared with the load generator and
-        PostgreSQL, a second worker measured slower)")
+    p.add_argument(
+        "--workers",
+        type=POSITIVE_INT,
+        default=1,
+        help="gateway processes (default 1: on 2 cores shared with the load generator and "
+        "PostgreSQL, a second worker measured slower)",
+    )
     p.add_argument(
         "--cards", type=POSITIVE_INT, default=200, help="cards in the cheap-hash runs (default 200)"
     )

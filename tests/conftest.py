@@ -10,6 +10,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,7 +27,7 @@ from pos_gateway.store.migrations import apply_migrations
 from terminal_sim.client import Terminal, TerminalConfig
 from terminal_sim.protocol import StanCounter
 
-from .helpers import new_ssn
+from .helpers import new_ssn, run_demo_data
 
 # Cheap PIN hashing for tests; production parameters are exercised by the benchmark.
 TEST_ARGON2 = Argon2Params(time_cost=1, memory_cost_kib=64, parallelism=1)
@@ -190,3 +191,23 @@ async def ledger_clean(database_url: str) -> AsyncIterator[None]:
     finally:
         await conn.close()
     assert report["ok"], report["problems"]
+
+
+@pytest.fixture
+def gateway_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment under which `pos-gateway` commands run in-process use the test
+    database and this session's secrets (with the cheap, bench-only PIN hash)."""
+    monkeypatch.setenv("POS_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("POS_MASTER_KEY", settings.secrets.master_key.hex())
+    monkeypatch.setenv("POS_PIN_PEPPER", settings.secrets.pin_pepper.hex())
+    monkeypatch.setenv("POS_ADMIN_TOKEN", settings.secrets.admin_token)
+    monkeypatch.setenv("POS_ARGON2_TIME_COST", "1")
+    monkeypatch.setenv("POS_ARGON2_MEMORY_KIB", "64")
+    monkeypatch.setenv("POS_ALLOW_WEAK_PIN_HASH", "bench")
+    monkeypatch.setenv("POS_LOG_LEVEL", "warning")
+
+
+@pytest.fixture
+async def demo(gateway_env: None, tmp_path: Path) -> dict[str, Any]:
+    """The demo world, written by `pos-gateway demo-data` into the test database."""
+    return await run_demo_data(tmp_path / "demo.json")

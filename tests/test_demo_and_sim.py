@@ -12,41 +12,14 @@ from typing import Any
 
 import pytest
 
-from pos_gateway import cli as gateway_cli
-from pos_gateway.logs import configure_logging
-from pos_gateway.settings import Settings
 from terminal_sim import cli as sim_cli
 from terminal_sim.demo import DemoWorld
 from terminal_sim.protocol import parse_amount
 from terminal_sim.scenario import ScenarioError, load_scenario, run_scenario
 
+from .helpers import run_demo_data
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def gateway_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("POS_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("POS_MASTER_KEY", settings.secrets.master_key.hex())
-    monkeypatch.setenv("POS_PIN_PEPPER", settings.secrets.pin_pepper.hex())
-    monkeypatch.setenv("POS_ADMIN_TOKEN", settings.secrets.admin_token)
-    monkeypatch.setenv("POS_ARGON2_TIME_COST", "1")
-    monkeypatch.setenv("POS_ARGON2_MEMORY_KIB", "64")
-    monkeypatch.setenv("POS_ALLOW_WEAK_PIN_HASH", "bench")
-    monkeypatch.setenv("POS_LOG_LEVEL", "warning")
-
-
-async def _demo_data(path: Path) -> dict[str, Any]:
-    try:
-        rc = await asyncio.to_thread(gateway_cli.main, ["demo-data", "--out", str(path)])
-    finally:
-        configure_logging("info")  # the CLI configured logging for itself
-    assert rc == 0
-    return json.loads(path.read_text())
-
-
-@pytest.fixture
-async def demo(gateway_env: None, tmp_path: Path) -> dict[str, Any]:
-    return await _demo_data(tmp_path / "demo.json")
 
 
 async def test_demo_world_meets_the_contract(demo: dict[str, Any], tmp_path: Path) -> None:
@@ -68,7 +41,7 @@ async def test_demo_world_meets_the_contract(demo: dict[str, Any], tmp_path: Pat
 async def test_demo_data_twice_reuses_and_never_duplicates(
     demo: dict[str, Any], tmp_path: Path, db
 ) -> None:
-    again = await _demo_data(tmp_path / "again.json")
+    again = await run_demo_data(tmp_path / "again.json")
 
     assert [c["pan"] for c in again["cards"]] == [c["pan"] for c in demo["cards"]]
     assert again["terminals"] == demo["terminals"]  # same keys handed out again

@@ -17,9 +17,6 @@ import pytest
 from aiohttp import web
 from rich.console import Console
 
-from pos_gateway import cli as gateway_cli
-from pos_gateway.logs import configure_logging
-from pos_gateway.settings import Settings
 from terminal_sim import cli as sim_cli
 from terminal_sim.demo import DemoWorld
 from terminal_sim.load import (
@@ -44,32 +41,6 @@ from terminal_sim.report import (
 
 # Codes the gateway answers without recording a transaction.
 UNRECORDED = {"91", "94", "96"}
-
-
-@pytest.fixture
-def gateway_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("POS_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("POS_MASTER_KEY", settings.secrets.master_key.hex())
-    monkeypatch.setenv("POS_PIN_PEPPER", settings.secrets.pin_pepper.hex())
-    monkeypatch.setenv("POS_ADMIN_TOKEN", settings.secrets.admin_token)
-    monkeypatch.setenv("POS_ARGON2_TIME_COST", "1")
-    monkeypatch.setenv("POS_ARGON2_MEMORY_KIB", "64")
-    monkeypatch.setenv("POS_ALLOW_WEAK_PIN_HASH", "bench")
-    monkeypatch.setenv("POS_LOG_LEVEL", "warning")
-
-
-async def _demo_data(path: Path) -> dict[str, Any]:
-    try:
-        rc = await asyncio.to_thread(gateway_cli.main, ["demo-data", "--out", str(path)])
-    finally:
-        configure_logging("info")  # the CLI configured logging for itself
-    assert rc == 0
-    return json.loads(path.read_text())
-
-
-@pytest.fixture
-async def demo(gateway_env: None, tmp_path: Path) -> dict[str, Any]:
-    return await _demo_data(tmp_path / "demo.json")
 
 
 def _fake_world(terminals: int = 3, designated: bool = True) -> DemoWorld:

@@ -150,12 +150,8 @@ async def test_ledger_check_finds_a_balance_that_differs_from_its_journal(world:
 
 
 async def test_verify_ledger_command_exit_codes(
-    world: World, db, settings, monkeypatch: pytest.MonkeyPatch, capsys
+    world: World, db, gateway_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("POS_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("POS_MASTER_KEY", settings.secrets.master_key.hex())
-    monkeypatch.setenv("POS_PIN_PEPPER", settings.secrets.pin_pepper.hex())
-    monkeypatch.setenv("POS_ADMIN_TOKEN", settings.secrets.admin_token)
     card = await world.card(balance=1_000)
 
     clean = await asyncio.to_thread(gateway_cli.main, ["verify-ledger"])
