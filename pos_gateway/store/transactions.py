@@ -44,17 +44,18 @@ class StoredAnswer:
     auth_code: str | None
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record) -> StoredAnswer:
+    def from_row(cls, row: asyncpg.Record, prefix: str = "") -> StoredAnswer:
+        """From a transactions row, or from columns aliased with `prefix` in a join."""
         return cls(
-            txn_type=row["txn_type"],
-            request_hash=bytes(row["request_hash"]),
-            transaction_id=row["transaction_id"],
-            rrn=row["rrn"],
-            stan=row["stan"],
-            amount=row["amount"],
-            balance=row["balance"],
-            response_code=row["response_code"],
-            auth_code=row["auth_code"],
+            txn_type=row[f"{prefix}txn_type"],
+            request_hash=bytes(row[f"{prefix}request_hash"]),
+            transaction_id=row[f"{prefix}transaction_id"],
+            rrn=row[f"{prefix}rrn"],
+            stan=row[f"{prefix}stan"],
+            amount=row[f"{prefix}amount"],
+            balance=row[f"{prefix}balance"],
+            response_code=row[f"{prefix}response_code"],
+            auth_code=row[f"{prefix}auth_code"],
         )
 
 
@@ -538,19 +539,7 @@ async def load_context(
     )
     if row is None:
         return None
-    stored = None
-    if row["x_transaction_id"] is not None:
-        stored = StoredAnswer(
-            txn_type=row["x_txn_type"],
-            request_hash=bytes(row["x_request_hash"]),
-            transaction_id=row["x_transaction_id"],
-            rrn=row["x_rrn"],
-            stan=row["x_stan"],
-            amount=row["x_amount"],
-            balance=row["x_balance"],
-            response_code=row["x_response_code"],
-            auth_code=row["x_auth_code"],
-        )
+    stored = StoredAnswer.from_row(row, "x_") if row["x_transaction_id"] is not None else None
     card = None
     if row["card_id"] is not None:
         card = {
