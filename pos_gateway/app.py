@@ -16,7 +16,11 @@ import structlog
 from aiohttp import web
 
 from pos_gateway.http import admin, ops, terminal
+from pos_gateway.http.cardholder import routes as cardholder_routes
+from pos_gateway.http.insurance_admin import routes as insurance_admin_routes
+from pos_gateway.http.insurance_state import INSURANCE, build_insurance_services
 from pos_gateway.http.middleware import error_mapping, request_context
+from pos_gateway.http.openapi import get_openapi
 from pos_gateway.http.state import METRICS, SERVICES, SETTINGS, Services
 from pos_gateway.http.validation import MAX_BODY_BYTES
 from pos_gateway.logs import configure_logging
@@ -92,6 +96,20 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         executor.shutdown(wait=True, cancel_futures=True)
 
 
+async def _insurance_resources(app: web.Application) -> AsyncIterator[None]:
+    """The insurance side and the cardholder API, over the pool opened by _resources;
+    cardholder passwords are hashed on their own threads."""
+    settings = app[SETTINGS]
+    executor = ThreadPoolExecutor(max_workers=settings.pin_threads, thread_name_prefix="pwd")
+    try:
+        app[INSURANCE] = build_insurance_services(
+            settings, app[SERVICES].pool, executor, business_today(settings)
+        )
+        yield
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
 def create_app(settings: Settings) -> web.Application:
     """The gateway application; its resources open on start-up and close on clean-up."""
     if not structlog.is_configured():
@@ -103,10 +121,14 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.append(_insurance_resources)
     app.router.add_post("/v1/transactions", terminal.post_transaction)
     app.router.add_post("/v1/batches/close", terminal.post_batch_close)
     app.router.add_get("/v1/batches/open", terminal.get_open_batch)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_routes(admin.routes)
+    app.router.add_routes(insurance_admin_routes)
+    app.router.add_routes(cardholder_routes)
+    app.router.add_get("/v1/openapi.json", get_openapi)
     return app

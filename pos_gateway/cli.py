@@ -77,7 +77,42 @@ def build_parser() -> argparse.ArgumentParser:
         "exit 1 with a report on any mismatch",
     )
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    eligibility = sub.add_parser(
+        "eligibility",
+        help="is a person covered for pooled-fund reimbursement on a date, and why",
+    )
+    eligibility.add_argument("--ssn", required=True, help="citizen ID number (18 characters)")
+    eligibility.add_argument(
+        "--date", type=_iso_date, default=None, help="YYYY-MM-DD (default: today)"
+    )
+    eligibility.add_argument("--json", action="store_true", help="print the answer as JSON")
+
+    allocate = sub.add_parser(
+        "allocate",
+        help="monthly allocation run: credit every individual account from the month's "
+        "contributions (idempotent per person and month)",
+    )
+    allocate.add_argument("--month", required=True, type=_iso_month, help="YYYY-MM")
     return parser
+
+
+def _iso_date(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected YYYY-MM-DD") from None
+
+
+def _iso_month(text: str):
+    from pos_gateway.domain.months import parse_month
+
+    try:
+        return parse_month(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected YYYY-MM") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_demo_data(settings, args.out))
     if args.command == "verify-ledger":
         return asyncio.run(_verify_ledger(settings, as_json=args.json))
+    if args.command == "eligibility":
+        return asyncio.run(_eligibility(settings, args.ssn, args.date, as_json=args.json))
+    if args.command == "allocate":
+        return asyncio.run(_allocate(settings, args.month))
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
@@ -218,3 +257,54 @@ async def _verify_ledger(settings: Settings, *, as_json: bool) -> int:
                 print(f"  {row}")
         print("ledger is consistent" if report["ok"] else "ledger has mismatches")
     return 0 if report["ok"] else 1
+
+
+async def _eligibility(settings: Settings, ssn: str, day, *, as_json: bool) -> int:
+    from pos_gateway.app import business_today
+    from pos_gateway.domain.money import format_fen
+    from pos_gateway.errors import ApiError
+    from pos_gateway.logs import mask_ssn
+    from pos_gateway.services.insurance import InsuranceService
+    from pos_gateway.store.database import open_database
+
+    async with open_database(settings) as db:
+        service = InsuranceService(db.pool, business_today(settings))
+        try:
+            answer = await service.eligibility(ssn, day)
+        except ApiError as exc:
+            print(f"pos-gateway: {exc.message}", file=sys.stderr)
+            return 1
+    if as_json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    account = answer["individual_account"]
+    verdict = "COVERED" if answer["covered"] else "NOT COVERED"
+    usable = "usable at the POS" if account["usable_at_pos"] else f"{account['status']}"
+    print(f"eligibility of {answer['name']} ({mask_ssn(answer['ssn'])}) on {answer['date']}:")
+    print(f"  pooled-fund reimbursement: {verdict} ({answer['reason']})")
+    print(f"  why: {answer['explanation']}")
+    print(
+        f"  individual account: {format_fen(account['balance'])} CNY, {usable} "
+        "whatever the coverage"
+    )
+    return 0
+
+
+async def _allocate(settings: Settings, month) -> int:
+    from pos_gateway.app import business_today
+    from pos_gateway.domain.audit import SYSTEM, Actor
+    from pos_gateway.errors import ApiError
+    from pos_gateway.services.insurance import InsuranceService
+    from pos_gateway.store.database import open_database
+
+    async with open_database(settings) as db:
+        service = InsuranceService(db.pool, business_today(settings))
+        try:
+            report = await service.run_allocation(
+                month, actor=Actor(SYSTEM, "pos-gateway allocate")
+            )
+        except ApiError as exc:
+            print(f"pos-gateway: {exc.message}", file=sys.stderr)
+            return 1
+    print(json.dumps(report, indent=2))
+    return 0

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from pos_gateway.domain.cards import pan_well_formed
 from pos_gateway.errors import BadRequest, Unauthorized
+from pos_gateway.http.actors import operator_actor
 from pos_gateway.http.render import (
     SETTLEMENT_COLUMNS,
     STATEMENT_COLUMNS,
@@ -19,6 +20,7 @@ from pos_gateway.http.render import (
 )
 from pos_gateway.http.state import SERVICES, SETTINGS
 from pos_gateway.http.validation import (
+    MERCHANT_ID_RE,
     TERMINAL_ID_RE,
     field_date,
     field_fen,
@@ -64,6 +66,20 @@ def _pan(request: web.Request) -> str:
     return pan
 
 
+def _terminal_id(request: web.Request) -> str:
+    terminal_id = request.match_info["terminal_id"]
+    if not TERMINAL_ID_RE.fullmatch(terminal_id):
+        raise BadRequest("terminal_id must be 8 characters [0-9A-Z]")
+    return terminal_id
+
+
+def _merchant_id(request: web.Request) -> str:
+    merchant_id = request.match_info["merchant_id"]
+    if not MERCHANT_ID_RE.fullmatch(merchant_id):
+        raise BadRequest("merchant_id must be 15 characters [0-9A-Z]")
+    return merchant_id
+
+
 def _int_path(request: web.Request, name: str) -> int:
     raw = request.match_info[name]
     if not raw.isdigit() or len(raw) > 18:
@@ -79,6 +95,7 @@ async def register_person(request: web.Request) -> web.Response:
         data.get("ssn"),
         field_str(data, "name", max_len=100),
         field_fen(data, "opening_allocation", default=0),
+        actor=operator_actor(request),
     )
     return web.json_response(result, status=201 if result["created"] else 200)
 
@@ -93,6 +110,7 @@ async def record_contribution(request: web.Request) -> web.Response:
         month,
         field_fen(data, "employer_part", default=0),
         field_fen(data, "individual_part", default=0),
+        actor=operator_actor(request),
     )
     return web.json_response(
         {"month": f"{month:%Y-%m}", "created": created}, status=201 if created else 200
@@ -102,14 +120,18 @@ async def record_contribution(request: web.Request) -> web.Response:
 @routes.post("/v1/admin/accounts/{account_id}/freeze")
 @operator
 async def freeze_account(request: web.Request) -> web.Response:
-    await _admin(request).set_account_frozen(_int_path(request, "account_id"), True)
+    await _admin(request).set_account_frozen(
+        _int_path(request, "account_id"), True, actor=operator_actor(request)
+    )
     return web.json_response({"status": "frozen"})
 
 
 @routes.post("/v1/admin/accounts/{account_id}/unfreeze")
 @operator
 async def unfreeze_account(request: web.Request) -> web.Response:
-    await _admin(request).set_account_frozen(_int_path(request, "account_id"), False)
+    await _admin(request).set_account_frozen(
+        _int_path(request, "account_id"), False, actor=operator_actor(request)
+    )
     return web.json_response({"status": "active"})
 
 
@@ -122,6 +144,7 @@ async def issue_card(request: web.Request) -> web.Response:
         pin=field_str(data, "pin", max_len=12, required=False),
         pan=field_str(data, "pan", max_len=19, required=False),
         expires_on=field_date(data, "expires_on", required=False),
+        actor=operator_actor(request),
     )
     out: dict[str, Any] = {
         "pan": card.pan,
@@ -154,7 +177,7 @@ async def get_card(request: web.Request) -> web.Response:
 @routes.post("/v1/admin/cards/{pan}/report-lost")
 @operator
 async def report_lost(request: web.Request) -> web.Response:
-    await _admin(request).report_lost(_pan(request))
+    await _admin(request).report_lost(_pan(request), actor=operator_actor(request))
     return web.json_response({"status": "lost"})
 
 
@@ -163,7 +186,10 @@ async def report_lost(request: web.Request) -> web.Response:
 async def reset_pin(request: web.Request) -> web.Response:
     data = await _body(request, {"ssn", "new_pin"})
     await _admin(request).reset_pin(
-        _pan(request), data.get("ssn"), field_str(data, "new_pin", max_len=12)
+        _pan(request),
+        data.get("ssn"),
+        field_str(data, "new_pin", max_len=12),
+        actor=operator_actor(request),
     )
     return web.json_response({"status": "pin_reset"})
 
@@ -180,6 +206,7 @@ async def register_merchant(request: web.Request) -> web.Response:
         field_date(data, "designated_from"),
         field_date(data, "designated_until"),
         field_str(data, "merchant_id", max_len=15, required=False),
+        actor=operator_actor(request),
     )
     return web.json_response(_merchant_json(row), status=201)
 
@@ -192,7 +219,7 @@ async def register_terminal(request: web.Request) -> web.Response:
     if terminal_id is not None and not TERMINAL_ID_RE.fullmatch(terminal_id):
         raise BadRequest("terminal_id must be 8 characters [0-9A-Z]")
     registered = await _admin(request).register_terminal(
-        field_str(data, "merchant_id", max_len=15), terminal_id
+        field_str(data, "merchant_id", max_len=15), terminal_id, actor=operator_actor(request)
     )
     return web.json_response(
         {
@@ -209,14 +236,18 @@ async def register_terminal(request: web.Request) -> web.Response:
 @routes.post("/v1/admin/terminals/{terminal_id}/disable")
 @operator
 async def disable_terminal(request: web.Request) -> web.Response:
-    await _admin(request).set_terminal_disabled(request.match_info["terminal_id"], True)
+    await _admin(request).set_terminal_disabled(
+        _terminal_id(request), True, actor=operator_actor(request)
+    )
     return web.json_response({"status": "disabled"})
 
 
 @routes.post("/v1/admin/terminals/{terminal_id}/enable")
 @operator
 async def enable_terminal(request: web.Request) -> web.Response:
-    await _admin(request).set_terminal_disabled(request.match_info["terminal_id"], False)
+    await _admin(request).set_terminal_disabled(
+        _terminal_id(request), False, actor=operator_actor(request)
+    )
     return web.json_response({"status": "active"})
 
 
@@ -246,6 +277,88 @@ async def settlement_report(request: web.Request) -> web.StreamResponse:
     if wants_csv(request):
         return csv_response(rows, SETTLEMENT_COLUMNS, f"settlement-{day.isoformat()}.csv")
     return web.json_response({"date": day.isoformat(), "merchants": rows})
+
+
+# Counter services ----------------------------------------------------------------------
+
+
+@routes.post("/v1/admin/cards/{pan}/replace")
+@operator
+async def replace_card(request: web.Request) -> web.Response:
+    """New card (new PAN) on the same account after the holder's ID number is checked;
+    the old card answers 41 from now on. Without `pin`, one is generated and shown once."""
+    data = await _body(request, {"ssn", "pin"})
+    card = await _admin(request).replace_card(
+        _pan(request),
+        data.get("ssn"),
+        pin=field_str(data, "pin", max_len=12, required=False),
+        actor=operator_actor(request),
+    )
+    out: dict[str, Any] = {
+        "pan": card.pan,
+        "account_id": card.account_id,
+        "expires_on": card.expires_on.isoformat(),
+        "replaces": request.match_info["pan"],
+    }
+    if card.pin is not None:
+        out["pin"] = card.pin
+    return web.json_response(out, status=201)
+
+
+@routes.get("/v1/admin/merchants/{merchant_id}")
+@operator
+async def get_merchant(request: web.Request) -> web.Response:
+    row = await _admin(request).merchant(_merchant_id(request))
+    return web.json_response(_merchant_json(row))
+
+
+@routes.post("/v1/admin/merchants/{merchant_id}/designation")
+@operator
+async def renew_designation(request: web.Request) -> web.Response:
+    """Renew (or change) the designation period: {designated_until[, designated_from]}."""
+    data = await _body(request, {"designated_from", "designated_until"})
+    row = await _admin(request).renew_designation(
+        _merchant_id(request),
+        field_date(data, "designated_until"),
+        field_date(data, "designated_from", required=False),
+        actor=operator_actor(request),
+    )
+    return web.json_response(_merchant_json(row))
+
+
+@routes.post("/v1/admin/merchants/{merchant_id}/suspend")
+@operator
+async def suspend_merchant(request: web.Request) -> web.Response:
+    row = await _admin(request).set_merchant_suspended(
+        _merchant_id(request), True, actor=operator_actor(request)
+    )
+    return web.json_response(_merchant_json(row))
+
+
+@routes.post("/v1/admin/merchants/{merchant_id}/reinstate")
+@operator
+async def reinstate_merchant(request: web.Request) -> web.Response:
+    row = await _admin(request).set_merchant_suspended(
+        _merchant_id(request), False, actor=operator_actor(request)
+    )
+    return web.json_response(_merchant_json(row))
+
+
+@routes.post("/v1/admin/terminals/{terminal_id}/rekey")
+@operator
+async def rekey_terminal(request: web.Request) -> web.Response:
+    """New MAC and PIN keys, returned once; the old keys stop working at once."""
+    rekeyed = await _admin(request).rekey_terminal(
+        _terminal_id(request), actor=operator_actor(request)
+    )
+    return web.json_response(
+        {
+            "terminal_id": rekeyed.terminal_id,
+            "merchant_id": rekeyed.merchant_id,
+            "mac_key": rekeyed.keys.mac_key.hex(),
+            "pin_key": rekeyed.keys.pin_key.hex(),
+        }
+    )
 
 
 def _merchant_json(row: Any) -> dict[str, Any]:

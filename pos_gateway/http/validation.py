@@ -17,6 +17,7 @@ from pos_gateway.services.transactions import TransactionRequest
 MAX_BODY_BYTES = 16 * 1024
 STAN_RE = re.compile(r"[0-9]{6}")
 TERMINAL_ID_RE = re.compile(r"[0-9A-Z]{8}")
+MERCHANT_ID_RE = re.compile(r"[0-9A-Z]{15}")
 _PIN_BLOCK_RE = re.compile(rf"[0-9a-fA-F]{{{2 * PIN_BLOCK_BYTES}}}")
 
 _COMMON = {"type", "stan", "local_time"}
@@ -216,3 +217,40 @@ def parse_batch_close(body: bytes) -> tuple[int, dict[str, Any], bytes]:
         figures[name] = {"count": count, "amount": part["amount"]}
     digest = hashlib.sha256(json.dumps([batch_no, figures], sort_keys=True).encode()).digest()
     return batch_no, figures, digest
+
+
+def field_password(data: dict[str, Any], name: str) -> str:
+    """Printable ASCII, at most 64 characters: what a password can be (the rules for a new
+    one are domain rules, checked by the service)."""
+    value = data.get(name)
+    if (
+        not isinstance(value, str)
+        or not 1 <= len(value) <= 64
+        or not all(" " <= c <= "~" for c in value)
+    ):
+        raise BadRequest(
+            f"{name} must be 1 to 64 printable ASCII characters", code="invalid_password"
+        )
+    return value
+
+
+def field_pin(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
+        raise BadRequest(f"{name} must be a string of 4 to 12 digits", code="invalid_pin")
+    if not 4 <= len(value) <= 12:
+        raise BadRequest(f"{name} must be a string of 4 to 12 digits", code="invalid_pin")
+    return value
+
+
+def field_optional_month(data: Any, name: str) -> date | None:
+    """A month YYYY-MM from a body or a query string, or None when absent."""
+    if data.get(name) is None:
+        return None
+    return field_month(dict(data), name)
+
+
+def field_optional_date(data: Any, name: str) -> date | None:
+    if data.get(name) is None:
+        return None
+    return field_date(dict(data), name)

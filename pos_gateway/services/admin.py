@@ -12,12 +12,23 @@ from datetime import date
 import asyncpg
 import structlog
 
-from pos_gateway.domain.cards import last_day_of_month, luhn_check_digit, luhn_valid
+from pos_gateway.domain.audit import SYSTEM_ACTOR, Actor
+from pos_gateway.domain.cards import last_day_of_month, luhn_check_digit, luhn_valid, mask_pan
 from pos_gateway.domain.citizen_id import InvalidCitizenId, parse_citizen_id
+from pos_gateway.domain.coverage import contribution_refused
+from pos_gateway.domain.months import format_month
 from pos_gateway.errors import BadRequest, Conflict, NotFound
 from pos_gateway.security.keys import KeyWrapper, TerminalKeys
 from pos_gateway.security.pins import PinHasher, generate_pin, pin_acceptable
-from pos_gateway.store import merchants, people, terminals
+from pos_gateway.store import (
+    audit,
+    insurance,
+    merchant_designations,
+    merchants,
+    people,
+    terminal_keys,
+    terminals,
+)
 
 log = structlog.get_logger("pos_gateway.admin")
 
@@ -75,7 +86,7 @@ class AdminService:
     # People and accounts ------------------------------------------------------------
 
     async def register_person(
-        self, ssn: str, name: str, opening_allocation: int = 0
+        self, ssn: str, name: str, opening_allocation: int = 0, *, actor: Actor = SYSTEM_ACTOR
     ) -> dict[str, object]:
         """Person and individual account; an opening allocation is journaled. Idempotent on
         the SSN: registering again returns the existing account and credits nothing."""
@@ -88,6 +99,15 @@ class AdminService:
                 balance = await people.credit(
                     conn, account["account_id"], opening_allocation, "allocation", "opening"
                 )
+            if created:
+                await audit.record(
+                    conn,
+                    actor,
+                    "person.registered",
+                    "person",
+                    ssn,
+                    {"account_id": account["account_id"], "opening_allocation": opening_allocation},
+                )
         log.info("person_registered", ssn=ssn, created=created)
         return {
             "ssn": ssn,
@@ -96,33 +116,86 @@ class AdminService:
             "created": created,
         }
 
-    async def adjust_balance(self, account_id: int, amount: int, reference: str) -> int:
+    async def adjust_balance(
+        self, account_id: int, amount: int, reference: str, *, actor: Actor = SYSTEM_ACTOR
+    ) -> int:
         """Credit an account by a journaled adjustment (positive amounts only)."""
         if amount <= 0:
             raise BadRequest("adjustment must be positive", code="invalid_amount")
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire() as conn, conn.transaction():
             balance = await people.credit(conn, account_id, amount, "adjustment", reference)
-        if balance is None:
-            raise NotFound("no such account")
+            if balance is None:
+                raise NotFound("no such account")
+            await audit.record(
+                conn,
+                actor,
+                "account.adjusted",
+                "account",
+                str(account_id),
+                {"amount": amount, "reference": reference},
+            )
         return balance
 
-    async def set_account_frozen(self, account_id: int, frozen: bool) -> None:
-        async with self._pool.acquire() as conn:
-            if not await people.set_account_status(
-                conn, account_id, "frozen" if frozen else "active"
-            ):
+    async def set_account_frozen(
+        self, account_id: int, frozen: bool, *, actor: Actor = SYSTEM_ACTOR
+    ) -> None:
+        """Freeze (every card of the account answers 62) or unfreeze an account."""
+        status = "frozen" if frozen else "active"
+        async with self._pool.acquire() as conn, conn.transaction():
+            account = await people.lock_account(conn, account_id)
+            if account is None:
                 raise NotFound("no such account")
+            await people.set_account_status(conn, account_id, status)
+            await audit.record(
+                conn,
+                actor,
+                "account.frozen" if frozen else "account.unfrozen",
+                "account",
+                str(account_id),
+                {"ssn": account["ssn"], "previous_status": account["status"]},
+            )
 
     async def record_contribution(
-        self, ssn: str, month: date, employer_part: int, individual_part: int
+        self,
+        ssn: str,
+        month: date,
+        employer_part: int,
+        individual_part: int,
+        *,
+        actor: Actor = SYSTEM_ACTOR,
     ) -> bool:
+        """Record a month's contribution; False when that month is already recorded. A
+        month inside a declared suspension is refused (409): the suspension stopped it."""
         ssn = checked_ssn(ssn)
-        async with self._pool.acquire() as conn:
-            if await people.get_person(conn, ssn) is None:
+        month = month.replace(day=1)
+        async with self._pool.acquire() as conn, conn.transaction():
+            # The person's row lock orders this against a suspension being declared.
+            if await insurance.lock_person(conn, ssn) is None:
                 raise NotFound("no such person")
-            return await people.record_contribution(
-                conn, ssn, month.replace(day=1), employer_part, individual_part
+            refused_by = contribution_refused(month, await insurance.suspensions_of(conn, ssn))
+            if refused_by is not None:
+                raise Conflict(
+                    f"insurance is suspended from {format_month(refused_by.from_month)}: "
+                    f"no contribution is accepted for {format_month(month)}",
+                    code="insurance_suspended",
+                )
+            created = await people.record_contribution(
+                conn, ssn, month, employer_part, individual_part
             )
+            if created:
+                await audit.record(
+                    conn,
+                    actor,
+                    "contribution.recorded",
+                    "person",
+                    ssn,
+                    {
+                        "month": format_month(month),
+                        "employer_part": employer_part,
+                        "individual_part": individual_part,
+                    },
+                )
+            return created
 
     # Cards ----------------------------------------------------------------------------
 
@@ -133,6 +206,7 @@ class AdminService:
         pin: str | None = None,
         pan: str | None = None,
         expires_on: date | None = None,
+        actor: Actor = SYSTEM_ACTOR,
     ) -> IssuedCard:
         """Issue a card on the person's account. Without `pin`, one is generated and
         returned once; without `pan`, a new number is drawn under the issuer BIN."""
@@ -145,8 +219,7 @@ class AdminService:
             )
         chosen_pin = pin if pin is not None else generate_pin()
         if expires_on is None:
-            today = self._today()
-            expires_on = last_day_of_month(today.year + CARD_VALIDITY_YEARS, today.month)
+            expires_on = self._default_expiry()
         pin_hash = await self._hash_pin(chosen_pin)
         async with self._pool.acquire() as conn:
             account = await people.get_account_by_ssn(conn, ssn)
@@ -155,9 +228,18 @@ class AdminService:
             for _ in range(5):
                 number = pan or _draw_pan()
                 try:
-                    await people.insert_card(
-                        conn, number, account["account_id"], expires_on, pin_hash
-                    )
+                    async with conn.transaction():
+                        await people.insert_card(
+                            conn, number, account["account_id"], expires_on, pin_hash
+                        )
+                        await audit.record(
+                            conn,
+                            actor,
+                            "card.issued",
+                            "card",
+                            number,
+                            {"account_id": account["account_id"], "ssn": ssn},
+                        )
                 except asyncpg.UniqueViolationError:
                     if pan is not None:
                         raise Conflict("a card with this number exists") from None
@@ -180,25 +262,118 @@ class AdminService:
             raise NotFound("no such card")
         return row
 
-    async def report_lost(self, pan: str) -> None:
-        async with self._pool.acquire() as conn:
-            if not await people.set_card_status(conn, pan, "lost"):
+    async def report_lost(self, pan: str, *, actor: Actor = SYSTEM_ACTOR) -> None:
+        """Active -> lost (answered 41 from then on). Reporting a lost card again is a
+        no-op; a card already replaced stays 'replaced'."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            card = await people.lock_card(conn, pan)
+            if card is None:
                 raise NotFound("no such card")
+            if card["status"] == "replaced":
+                raise Conflict(
+                    "the card was replaced; it is no longer in use", code="card_replaced"
+                )
+            if await people.mark_lost(conn, card["card_id"]):
+                await audit.record(
+                    conn, actor, "card.reported_lost", "card", pan, {"ssn": card["ssn"]}
+                )
         log.info("card_reported_lost", pan=pan)
 
-    async def reset_pin(self, pan: str, ssn: str, new_pin: str) -> None:
-        """Counter PIN reset: the holder's ID number must match the card's account."""
+    async def reset_pin(
+        self, pan: str, ssn: str, new_pin: str, *, actor: Actor = SYSTEM_ACTOR
+    ) -> None:
+        """Counter PIN reset: the holder's ID number must match the card's account. Clears
+        the PIN lockout."""
         ssn = checked_ssn(ssn)
         if not pin_acceptable(new_pin):
             raise BadRequest("pin must be 4 to 12 digits", code="invalid_pin")
         pin_hash = await self._hash_pin(new_pin)
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire() as conn, conn.transaction():
             card = await people.get_card(conn, pan)
             if card is None or card["ssn"] != ssn:
                 # One answer for both: the counter learns nothing about other people's cards.
                 raise NotFound("no card with this number for this ID number")
             await people.reset_pin(conn, pan, pin_hash)
+            await audit.record(
+                conn,
+                actor,
+                "card.pin_reset",
+                "card",
+                pan,
+                {"ssn": ssn, "pin_failures_cleared": card["pin_failures"]},
+            )
         log.info("pin_reset", pan=pan)
+
+    async def replace_card(
+        self,
+        pan: str,
+        ssn: str,
+        *,
+        pin: str | None = None,
+        actor: Actor = SYSTEM_ACTOR,
+    ) -> IssuedCard:
+        """A new card (new number) on the same account, so the same balance; the old card
+        becomes 'replaced' and is answered 41. The holder's ID number must match."""
+        ssn = checked_ssn(ssn)
+        if pin is not None and not pin_acceptable(pin):
+            raise BadRequest("pin must be 4 to 12 digits", code="invalid_pin")
+        chosen_pin = pin if pin is not None else generate_pin()
+        pin_hash = await self._hash_pin(chosen_pin)
+        expires_on = self._default_expiry()
+        async with self._pool.acquire() as conn:
+            for _ in range(5):
+                number = _draw_pan()
+                try:
+                    async with conn.transaction():
+                        old = await people.lock_card(conn, pan)
+                        if old is None or old["ssn"] != ssn:
+                            raise NotFound("no card with this number for this ID number")
+                        if old["status"] == "replaced":
+                            raise Conflict("the card was already replaced", code="card_replaced")
+                        new = await people.insert_replacement_card(
+                            conn, old["card_id"], number, old["account_id"], expires_on, pin_hash
+                        )
+                        await audit.record(
+                            conn,
+                            actor,
+                            "card.replaced",
+                            "card",
+                            pan,
+                            {
+                                "ssn": ssn,
+                                "account_id": old["account_id"],
+                                "previous_status": old["status"],
+                                "replacement": mask_pan(number),
+                            },
+                        )
+                        await audit.record(
+                            conn,
+                            actor,
+                            "card.issued",
+                            "card",
+                            number,
+                            {
+                                "account_id": old["account_id"],
+                                "ssn": ssn,
+                                "replaces": mask_pan(pan),
+                            },
+                        )
+                except asyncpg.UniqueViolationError:
+                    continue
+                break
+            else:  # pragma: no cover - 5 collisions in a 10^12 space
+                raise Conflict("could not draw a free card number")
+        log.info("card_replaced", pan=pan, account_id=new["account_id"])
+        return IssuedCard(
+            pan=number,
+            account_id=new["account_id"],
+            expires_on=expires_on,
+            pin=None if pin is not None else chosen_pin,
+        )
+
+    def _default_expiry(self) -> date:
+        today = self._today()
+        return last_day_of_month(today.year + CARD_VALIDITY_YEARS, today.month)
 
     # Merchants and terminals -----------------------------------------------------------
 
@@ -209,6 +384,8 @@ class AdminService:
         designated_from: date,
         designated_until: date,
         merchant_id: str | None = None,
+        *,
+        actor: Actor = SYSTEM_ACTOR,
     ) -> asyncpg.Record:
         if kind not in MERCHANT_KINDS:
             raise BadRequest("kind must be pharmacy or hospital", code="invalid_kind")
@@ -218,16 +395,86 @@ class AdminService:
             for _ in range(5):
                 mid = merchant_id or "".join(secrets.choice("0123456789") for _ in range(15))
                 try:
-                    return await merchants.insert(
-                        conn, mid, name, kind, designated_from, designated_until
-                    )
+                    async with conn.transaction():
+                        row = await merchants.insert(
+                            conn, mid, name, kind, designated_from, designated_until
+                        )
+                        await audit.record(
+                            conn,
+                            actor,
+                            "merchant.registered",
+                            "merchant",
+                            mid,
+                            {
+                                "kind": kind,
+                                "designated_from": designated_from,
+                                "designated_until": designated_until,
+                            },
+                        )
+                        return row
                 except asyncpg.UniqueViolationError:
                     if merchant_id is not None:
                         raise Conflict("merchant id exists") from None
             raise Conflict("could not draw a free merchant id")  # pragma: no cover
 
+    async def merchant(self, merchant_id: str) -> asyncpg.Record:
+        async with self._pool.acquire() as conn:
+            row = await merchants.get(conn, merchant_id)
+        if row is None:
+            raise NotFound("no such merchant")
+        return row
+
+    async def renew_designation(
+        self,
+        merchant_id: str,
+        designated_until: date,
+        designated_from: date | None = None,
+        *,
+        actor: Actor = SYSTEM_ACTOR,
+    ) -> asyncpg.Record:
+        """A new validity period (typically a later end); the terminal path applies it at
+        once. Suspension is separate: renewing does not lift it."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            current = await merchants.get(conn, merchant_id)
+            if current is None:
+                raise NotFound("no such merchant")
+            start = designated_from or current["designated_from"]
+            if designated_until < start:
+                raise BadRequest("designation ends before it starts", code="invalid_period")
+            row = await merchant_designations.set_period(conn, merchant_id, start, designated_until)
+            await audit.record(
+                conn,
+                actor,
+                "merchant.designation_renewed",
+                "merchant",
+                merchant_id,
+                {
+                    "previous_until": current["designated_until"],
+                    "designated_from": start,
+                    "designated_until": designated_until,
+                },
+            )
+        return row
+
+    async def set_merchant_suspended(
+        self, merchant_id: str, suspended: bool, *, actor: Actor = SYSTEM_ACTOR
+    ) -> asyncpg.Record:
+        """A suspended merchant's terminals are answered 03 until it is reinstated."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await merchant_designations.set_suspended(conn, merchant_id, suspended)
+            if row is None:
+                raise NotFound("no such merchant")
+            await audit.record(
+                conn,
+                actor,
+                "merchant.suspended" if suspended else "merchant.reinstated",
+                "merchant",
+                merchant_id,
+            )
+        return row
+
     async def register_terminal(
-        self, merchant_id: str, terminal_id: str | None = None
+        self, merchant_id: str, terminal_id: str | None = None, *, actor: Actor = SYSTEM_ACTOR
     ) -> RegisteredTerminal:
         """New terminal with fresh keys; the clear keys leave the gateway only in this answer."""
         keys = TerminalKeys.generate()
@@ -237,13 +484,22 @@ class AdminService:
             for _ in range(5):
                 tid = terminal_id or "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
                 try:
-                    await terminals.insert(
-                        conn,
-                        tid,
-                        merchant_id,
-                        self._keys.wrap(keys.mac_key, tid, "mac"),
-                        self._keys.wrap(keys.pin_key, tid, "pin"),
-                    )
+                    async with conn.transaction():
+                        await terminals.insert(
+                            conn,
+                            tid,
+                            merchant_id,
+                            self._keys.wrap(keys.mac_key, tid, "mac"),
+                            self._keys.wrap(keys.pin_key, tid, "pin"),
+                        )
+                        await audit.record(
+                            conn,
+                            actor,
+                            "terminal.registered",
+                            "terminal",
+                            tid,
+                            {"merchant_id": merchant_id},
+                        )
                 except asyncpg.UniqueViolationError:
                     if terminal_id is not None:
                         raise Conflict("terminal id exists") from None
@@ -254,12 +510,43 @@ class AdminService:
         log.info("terminal_registered", terminal_id=tid, merchant_id=merchant_id)
         return RegisteredTerminal(terminal_id=tid, merchant_id=merchant_id, keys=keys)
 
-    async def set_terminal_disabled(self, terminal_id: str, disabled: bool) -> None:
-        async with self._pool.acquire() as conn:
+    async def set_terminal_disabled(
+        self, terminal_id: str, disabled: bool, *, actor: Actor = SYSTEM_ACTOR
+    ) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
             if not await terminals.set_status(
                 conn, terminal_id, "disabled" if disabled else "active"
             ):
                 raise NotFound("no such terminal")
+            await audit.record(
+                conn,
+                actor,
+                "terminal.disabled" if disabled else "terminal.enabled",
+                "terminal",
+                terminal_id,
+            )
+
+    async def rekey_terminal(
+        self, terminal_id: str, *, actor: Actor = SYSTEM_ACTOR
+    ) -> RegisteredTerminal:
+        """Fresh MAC and PIN keys, returned once. The terminal path unwraps keys from the
+        row on every request, so the old keys stop working when this commits."""
+        keys = TerminalKeys.generate()
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await terminals.wrapped_keys(conn, terminal_id)
+            if row is None:
+                raise NotFound("no such terminal")
+            await terminal_keys.replace_keys(
+                conn,
+                terminal_id,
+                self._keys.wrap(keys.mac_key, terminal_id, "mac"),
+                self._keys.wrap(keys.pin_key, terminal_id, "pin"),
+            )
+            await audit.record(conn, actor, "terminal.rekeyed", "terminal", terminal_id)
+        log.info("terminal_rekeyed", terminal_id=terminal_id)
+        return RegisteredTerminal(
+            terminal_id=terminal_id, merchant_id=row["merchant_id"], keys=keys
+        )
 
 
 def _draw_pan() -> str:

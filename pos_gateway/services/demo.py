@@ -14,6 +14,7 @@ from typing import Any
 
 from pos_gateway.domain.cards import luhn_check_digit
 from pos_gateway.domain.citizen_id import make_citizen_id
+from pos_gateway.errors import Conflict
 from pos_gateway.security.keys import KeyWrapper
 from pos_gateway.services.admin import AdminService
 from pos_gateway.store import merchants, people, terminals
@@ -182,9 +183,12 @@ async def _cardholder(
     # whose contributions stopped two months ago.
     last_paid = _month_add(this_month, -3 if holder.contributions_stopped else 0)
     for back in range(12):
-        await admin.record_contribution(
-            ssn, _month_add(last_paid, -back), CONTRIBUTION_EMPLOYER, CONTRIBUTION_INDIVIDUAL
-        )
+        try:
+            await admin.record_contribution(
+                ssn, _month_add(last_paid, -back), CONTRIBUTION_EMPLOYER, CONTRIBUTION_INDIVIDUAL
+            )
+        except Conflict:
+            pass  # the holder declared a suspension (cardholder API): that month is not paid
     return {
         "pan": pan,
         "pin": pin,

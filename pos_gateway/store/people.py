@@ -144,3 +144,146 @@ async def record_contribution(
         individual_part,
     )
     return result == "INSERT 0 1"
+
+
+# Counter and self-service card operations ------------------------------------------------
+
+
+async def lock_card(conn: asyncpg.Connection, pan: str) -> asyncpg.Record | None:
+    """The card (with its holder's ssn), locked for a status change in this transaction."""
+    return await conn.fetchrow(
+        f"""
+        SELECT {_CARD_COLUMNS}
+        FROM cards c JOIN individual_accounts a USING (account_id)
+        WHERE c.pan = $1
+        FOR UPDATE OF c
+        """,
+        pan,
+    )
+
+
+async def mark_lost(conn: asyncpg.Connection, card_id: int) -> bool:
+    """Active -> lost; False when the card was not active."""
+    result = await conn.execute(
+        "UPDATE cards SET status = 'lost' WHERE card_id = $1 AND status = 'active'", card_id
+    )
+    return result != "UPDATE 0"
+
+
+async def insert_replacement_card(
+    conn: asyncpg.Connection,
+    old_card_id: int,
+    pan: str,
+    account_id: int,
+    expires_on: date,
+    pin_hash: str,
+) -> asyncpg.Record:
+    """The new card on the same account; the old one becomes 'replaced' (answered 41)."""
+    row = await conn.fetchrow(
+        """
+        INSERT INTO cards (pan, account_id, expires_on, pin_hash, replaces_card_id)
+        VALUES ($1, $2, $3, $4, $5)
+        RETURNING card_id, pan, account_id, expires_on, status
+        """,
+        pan,
+        account_id,
+        expires_on,
+        pin_hash,
+        old_card_id,
+    )
+    await conn.execute("UPDATE cards SET status = 'replaced' WHERE card_id = $1", old_card_id)
+    return row
+
+
+async def login_card(conn: asyncpg.Connection, ssn: str) -> str | None:
+    """The card whose number the first password is derived from: the active card issued
+    last (after a replacement, the new one)."""
+    return await conn.fetchval(
+        """
+        SELECT c.pan FROM cards c JOIN individual_accounts a USING (account_id)
+        WHERE a.ssn = $1 AND c.status = 'active'
+        ORDER BY c.card_id DESC LIMIT 1
+        """,
+        ssn,
+    )
+
+
+async def reserve_pin_attempt(
+    conn: asyncpg.Connection, card_id: int, max_failures: int
+) -> asyncpg.Record | None:
+    """Count a self-service PIN check as failed before the PIN is verified (a success
+    clears it in change_pin), so parallel guesses cannot exceed the terminal's limit.
+    None when the card is not active or already PIN-locked."""
+    return await conn.fetchrow(
+        """
+        UPDATE cards SET pin_failures = pin_failures + 1
+        WHERE card_id = $1 AND status = 'active' AND pin_failures < $2
+        RETURNING pin_hash, pin_failures
+        """,
+        card_id,
+        max_failures,
+    )
+
+
+async def change_pin(conn: asyncpg.Connection, card_id: int, pin_hash: str) -> bool:
+    """New PIN hash and a cleared failure count, on a card that is still active."""
+    result = await conn.execute(
+        """
+        UPDATE cards SET pin_hash = $2, pin_failures = 0
+        WHERE card_id = $1 AND status = 'active'
+        """,
+        card_id,
+        pin_hash,
+    )
+    return result != "UPDATE 0"
+
+
+async def cards_of_person(
+    conn: asyncpg.Connection | asyncpg.Pool, ssn: str
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"""
+        SELECT {_CARD_COLUMNS}, c.replaces_card_id
+        FROM cards c JOIN individual_accounts a USING (account_id)
+        WHERE a.ssn = $1 ORDER BY c.card_id
+        """,
+        ssn,
+    )
+
+
+async def person_with_account(
+    conn: asyncpg.Connection | asyncpg.Pool, ssn: str
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """
+        SELECT p.ssn, p.name, p.created_at, a.account_id, a.balance, a.status AS account_status
+        FROM people p JOIN individual_accounts a USING (ssn)
+        WHERE p.ssn = $1
+        """,
+        ssn,
+    )
+
+
+async def lock_account(conn: asyncpg.Connection, account_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """
+        SELECT account_id, ssn, status FROM individual_accounts
+        WHERE account_id = $1 FOR UPDATE
+        """,
+        account_id,
+    )
+
+
+async def get_card_by_id(
+    conn: asyncpg.Connection | asyncpg.Pool, card_id: int, *, for_update: bool = False
+) -> asyncpg.Record | None:
+    lock = "FOR UPDATE OF c" if for_update else ""
+    return await conn.fetchrow(
+        f"""
+        SELECT {_CARD_COLUMNS}
+        FROM cards c JOIN individual_accounts a USING (account_id)
+        WHERE c.card_id = $1
+        {lock}
+        """,
+        card_id,
+    )

@@ -1,0 +1,225 @@
+"""Cardholder API under /v1/me/…: log in with the ID number and password, then a bearer
+token (returned once; only its hash is stored). Until the first password is changed,
+only the password change (and logout) are allowed."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from pos_gateway.errors import BadRequest, Forbidden, Unauthorized
+from pos_gateway.http.actors import cardholder_actor
+from pos_gateway.http.insurance_state import INSURANCE
+from pos_gateway.http.render import STATEMENT_COLUMNS, csv_response, query_int, wants_csv
+from pos_gateway.http.validation import (
+    field_date,
+    field_month,
+    field_optional_date,
+    field_optional_month,
+    field_password,
+    field_pin,
+    only_fields,
+    parse_json_object,
+)
+from pos_gateway.services.cardholder import CardholderService, Session
+from pos_gateway.services.insurance import InsuranceService
+
+routes = web.RouteTableDef()
+SESSION = web.RequestKey("cardholder_session", Session)
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CONTRIBUTION_COLUMNS = ("month", "status", "employer_part", "individual_part", "payer")
+
+
+def _cardholder_service(request: web.Request) -> CardholderService:
+    return request.app[INSURANCE].cardholder
+
+
+def _insurance(request: web.Request) -> InsuranceService:
+    return request.app[INSURANCE].insurance
+
+
+def cardholder(*, before_password_change: bool = False) -> Callable[[Handler], Handler]:
+    """Require `Authorization: Bearer <token>` of a live session. A session opened with
+    the first password may only change it (`before_password_change=True` handlers)."""
+
+    def wrap(handler: Handler) -> Handler:
+        async def checked(request: web.Request) -> web.StreamResponse:
+            offered = request.headers.get("Authorization", "")
+            scheme, _, token = offered.partition(" ")
+            if scheme != "Bearer" or not _TOKEN_RE.fullmatch(token):
+                raise Unauthorized("bearer token missing or malformed", code="no_session")
+            session = await _cardholder_service(request).authenticate(token)
+            if session.password_change_required and not before_password_change:
+                raise Forbidden(
+                    "change the first password before anything else (POST /v1/me/password)",
+                    code="password_change_required",
+                )
+            request[SESSION] = session
+            return await handler(request)
+
+        return checked
+
+    return wrap
+
+
+def _session(request: web.Request) -> Session:
+    return request[SESSION]
+
+
+async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
+    data = parse_json_object(await request.read())
+    only_fields(data, allowed)
+    return data
+
+
+def _card_id(request: web.Request) -> int:
+    raw = request.match_info["card_id"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise BadRequest("card_id must be a positive integer")
+    return int(raw)
+
+
+@routes.post("/v1/me/login")
+async def login(request: web.Request) -> web.Response:
+    """{ssn, password} -> a bearer token, shown once."""
+    data = await _body(request, {"ssn", "password"})
+    ssn = data.get("ssn")
+    if not isinstance(ssn, str):
+        raise BadRequest("ssn must be a string", code="invalid_ssn")
+    result = await _cardholder_service(request).login(
+        ssn, field_password(data, "password"), actor=cardholder_actor(request, ssn[:18])
+    )
+    return web.json_response(
+        {
+            "token": result.token,
+            "token_type": "Bearer",
+            "expires_in": result.expires_in,
+            "must_change_password": result.must_change_password,
+        }
+    )
+
+
+@routes.post("/v1/me/password")
+@cardholder(before_password_change=True)
+async def change_password(request: web.Request) -> web.Response:
+    data = await _body(request, {"old_password", "new_password"})
+    session = _session(request)
+    await _cardholder_service(request).change_password(
+        session,
+        field_password(data, "old_password"),
+        field_password(data, "new_password"),
+        actor=cardholder_actor(request, session.ssn),
+    )
+    return web.json_response({"status": "password_changed"})
+
+
+@routes.post("/v1/me/logout")
+@cardholder(before_password_change=True)
+async def logout(request: web.Request) -> web.Response:
+    session = _session(request)
+    await _cardholder_service(request).logout(session, actor=cardholder_actor(request, session.ssn))
+    return web.json_response({"status": "logged_out"})
+
+
+@routes.get("/v1/me")
+@cardholder()
+async def profile(request: web.Request) -> web.Response:
+    return web.json_response(await _cardholder_service(request).profile(_session(request).ssn))
+
+
+@routes.get("/v1/me/balance")
+@cardholder()
+async def balance(request: web.Request) -> web.Response:
+    return web.json_response(await _cardholder_service(request).balance(_session(request).ssn))
+
+
+@routes.get("/v1/me/statement")
+@cardholder()
+async def statement(request: web.Request) -> web.StreamResponse:
+    """Allocation and consumption records, newest first: ?limit=&cursor=&format=json|csv."""
+    page = await _cardholder_service(request).statement(
+        _session(request).ssn, request.query.get("cursor"), query_int(request, "limit", 50)
+    )
+    if wants_csv(request):
+        return csv_response(page.entries, STATEMENT_COLUMNS, "statement.csv")
+    return web.json_response({"entries": page.entries, "next_cursor": page.next_cursor})
+
+
+@routes.get("/v1/me/contributions")
+@cardholder()
+async def contributions(request: web.Request) -> web.StreamResponse:
+    """What was paid for which months and what is missing: ?from=&to=&format=json|csv."""
+    insurance = _insurance(request)
+    months = insurance.month_range(
+        field_optional_month(request.query, "from"), field_optional_month(request.query, "to")
+    )
+    notice = await insurance.person_notice(_session(request).ssn, months)
+    if wants_csv(request):
+        return csv_response(notice["months"], CONTRIBUTION_COLUMNS, "contributions.csv")
+    return web.json_response(notice)
+
+
+@routes.get("/v1/me/coverage")
+@cardholder()
+async def coverage(request: web.Request) -> web.Response:
+    """Covered for pooled-fund reimbursement on ?date= (default today), and why."""
+    day = field_optional_date(request.query, "date")
+    return web.json_response(await _insurance(request).eligibility(_session(request).ssn, day))
+
+
+@routes.post("/v1/me/cards/{card_id}/pin")
+@cardholder()
+async def change_pin(request: web.Request) -> web.Response:
+    data = await _body(request, {"old_pin", "new_pin"})
+    session = _session(request)
+    await _cardholder_service(request).change_pin(
+        session.ssn,
+        _card_id(request),
+        field_pin(data, "old_pin"),
+        field_pin(data, "new_pin"),
+        actor=cardholder_actor(request, session.ssn),
+    )
+    return web.json_response({"status": "pin_changed"})
+
+
+@routes.post("/v1/me/cards/{card_id}/report-lost")
+@cardholder()
+async def report_lost(request: web.Request) -> web.Response:
+    session = _session(request)
+    result = await _cardholder_service(request).report_lost(
+        session.ssn, _card_id(request), actor=cardholder_actor(request, session.ssn)
+    )
+    return web.json_response(result)
+
+
+@routes.post("/v1/me/suspension")
+@cardholder()
+async def declare_suspension(request: web.Request) -> web.Response:
+    """Suspend insurance from {from_month: YYYY-MM} on: contributions stop from then."""
+    data = await _body(request, {"from_month"})
+    session = _session(request)
+    result = await _insurance(request).declare_suspension(
+        session.ssn,
+        field_month(data, "from_month"),
+        actor=cardholder_actor(request, session.ssn),
+    )
+    return web.json_response(result, status=201)
+
+
+@routes.post("/v1/me/flexible-employment")
+@cardholder()
+async def register_flexible_employment(request: web.Request) -> web.Response:
+    """A flexibly employed person registers themselves: {started_on: YYYY-MM-DD}."""
+    data = await _body(request, {"started_on"})
+    session = _session(request)
+    result = await _insurance(request).register_employment(
+        session.ssn,
+        None,
+        field_date(data, "started_on"),
+        actor=cardholder_actor(request, session.ssn),
+    )
+    return web.json_response(result, status=201)

@@ -1,0 +1,282 @@
+"""Operator API of the insurance side (/v1/admin/…): employers and employments,
+contributions and payment notices, suspension, eligibility, the allocation run, counter
+password reset, and the audit trail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from pos_gateway.domain.employment import USCC_RE
+from pos_gateway.errors import BadRequest
+from pos_gateway.http.actors import operator_actor
+from pos_gateway.http.admin import operator
+from pos_gateway.http.insurance_state import INSURANCE
+from pos_gateway.http.render import csv_response, query_int, wants_csv
+from pos_gateway.http.state import SERVICES
+from pos_gateway.http.validation import (
+    field_date,
+    field_month,
+    field_optional_date,
+    field_optional_month,
+    field_str,
+    only_fields,
+    parse_json_object,
+)
+from pos_gateway.services.audit_trail import audit_trail_page
+from pos_gateway.services.cardholder import CardholderService
+from pos_gateway.services.insurance import InsuranceService
+
+routes = web.RouteTableDef()
+
+NOTICE_COLUMNS = ("ssn", "name", "month", "status", "employer_part", "individual_part")
+PERSON_NOTICE_COLUMNS = ("ssn", "month", "status", "employer_part", "individual_part", "payer")
+EMPLOYMENT_COLUMNS = (
+    "employment_id", "ssn", "name", "kind", "employer_id", "employer_name", "hired_on",
+    "registered_on", "days_to_register", "late_registration", "ended_on", "registered_by",
+)  # fmt: skip
+ALLOCATION_COLUMNS = (
+    "account_id", "ssn", "name", "employer_part", "individual_part", "amount", "allocated_at",
+)  # fmt: skip
+AUDIT_SUBJECTS = frozenset(
+    {"person", "account", "card", "merchant", "terminal", "employer", "employment", "allocation"}
+)
+
+
+def _insurance(request: web.Request) -> InsuranceService:
+    return request.app[INSURANCE].insurance
+
+
+def _cardholder(request: web.Request) -> CardholderService:
+    return request.app[INSURANCE].cardholder
+
+
+async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
+    data = parse_json_object(await request.read())
+    only_fields(data, allowed)
+    return data
+
+
+def _ssn(request: web.Request) -> str:
+    """Shape only; the service checks the GB 11643 check character."""
+    ssn = request.match_info["ssn"]
+    if len(ssn) != 18:
+        raise BadRequest("ssn must be an 18-character citizen ID number", code="invalid_ssn")
+    return ssn
+
+
+def _employer_id(request: web.Request) -> str:
+    employer_id = request.match_info["employer_id"]
+    if not USCC_RE.fullmatch(employer_id):
+        raise BadRequest("employer_id must be an 18-character unified social credit code")
+    return employer_id
+
+
+def _int_path(request: web.Request, name: str) -> int:
+    raw = request.match_info[name]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise BadRequest(f"{name} must be a positive integer")
+    return int(raw)
+
+
+def _month_path(request: web.Request) -> Any:
+    return field_month(dict(request.match_info), "month")
+
+
+# Employers and employments --------------------------------------------------------------
+
+
+@routes.post("/v1/admin/employers")
+@operator
+async def register_employer(request: web.Request) -> web.Response:
+    data = await _body(request, {"name", "employer_id"})
+    employer = await _insurance(request).register_employer(
+        field_str(data, "name"),
+        field_str(data, "employer_id", max_len=18, required=False),
+        actor=operator_actor(request),
+    )
+    return web.json_response(employer, status=201)
+
+
+@routes.get("/v1/admin/employers/{employer_id}")
+@operator
+async def get_employer(request: web.Request) -> web.Response:
+    return web.json_response(await _insurance(request).employer(_employer_id(request)))
+
+
+@routes.post("/v1/admin/employments")
+@operator
+async def register_employment(request: web.Request) -> web.Response:
+    """{ssn, hired_on[, employer_id]}: without employer_id, flexible employment."""
+    data = await _body(request, {"ssn", "employer_id", "hired_on"})
+    employment = await _insurance(request).register_employment(
+        data.get("ssn"),
+        field_str(data, "employer_id", max_len=18, required=False),
+        field_date(data, "hired_on"),
+        actor=operator_actor(request),
+    )
+    return web.json_response(employment, status=201)
+
+
+@routes.post("/v1/admin/employments/{employment_id}/end")
+@operator
+async def end_employment(request: web.Request) -> web.Response:
+    data = await _body(request, {"ended_on"})
+    employment = await _insurance(request).end_employment(
+        _int_path(request, "employment_id"),
+        field_date(data, "ended_on"),
+        actor=operator_actor(request),
+    )
+    return web.json_response(employment)
+
+
+@routes.get("/v1/admin/reports/late-registrations")
+@operator
+async def late_registrations(request: web.Request) -> web.StreamResponse:
+    """Registrations made more than 30 days after hiring, by registration date:
+    ?from=YYYY-MM-DD&to=YYYY-MM-DD (default: the current month)&employer_id=&format=."""
+    employer_id = request.query.get("employer_id")
+    if employer_id is not None and not USCC_RE.fullmatch(employer_id):
+        raise BadRequest("employer_id must be an 18-character unified social credit code")
+    report = await _insurance(request).late_registrations(
+        field_optional_date(request.query, "from"),
+        field_optional_date(request.query, "to"),
+        employer_id,
+    )
+    if wants_csv(request):
+        return csv_response(report["registrations"], EMPLOYMENT_COLUMNS, "late-registrations.csv")
+    return web.json_response(report)
+
+
+# People: record, notices, suspension, eligibility ---------------------------------------
+
+
+@routes.get("/v1/admin/people/{ssn}")
+@operator
+async def get_person(request: web.Request) -> web.Response:
+    return web.json_response(await _insurance(request).person_record(_ssn(request)))
+
+
+@routes.get("/v1/admin/people/{ssn}/contributions")
+@operator
+async def person_notice(request: web.Request) -> web.StreamResponse:
+    """Payment notice of one person: ?from=YYYY-MM&to=YYYY-MM&format=json|csv."""
+    insurance = _insurance(request)
+    months = insurance.month_range(
+        field_optional_month(request.query, "from"), field_optional_month(request.query, "to")
+    )
+    notice = await insurance.person_notice(_ssn(request), months)
+    if wants_csv(request):
+        return csv_response(
+            notice["months"], PERSON_NOTICE_COLUMNS, f"contributions-{notice['ssn']}.csv"
+        )
+    return web.json_response(notice)
+
+
+@routes.get("/v1/admin/employers/{employer_id}/payment-notice")
+@operator
+async def employer_notice(request: web.Request) -> web.StreamResponse:
+    """What the employer paid for which months, per employee, and what is missing."""
+    insurance = _insurance(request)
+    months = insurance.month_range(
+        field_optional_month(request.query, "from"), field_optional_month(request.query, "to")
+    )
+    notice = await insurance.employer_notice(_employer_id(request), months)
+    if wants_csv(request):
+        rows = [line for employee in notice["employees"] for line in employee["months"]]
+        return csv_response(rows, NOTICE_COLUMNS, f"payment-notice-{notice['employer_id']}.csv")
+    return web.json_response(notice)
+
+
+@routes.post("/v1/admin/people/{ssn}/suspension")
+@operator
+async def declare_suspension(request: web.Request) -> web.Response:
+    data = await _body(request, {"from_month"})
+    result = await _insurance(request).declare_suspension(
+        _ssn(request), field_month(data, "from_month"), actor=operator_actor(request)
+    )
+    return web.json_response(result, status=201)
+
+
+@routes.post("/v1/admin/people/{ssn}/resumption")
+@operator
+async def resume_insurance(request: web.Request) -> web.Response:
+    data = await _body(request, {"from_month"})
+    result = await _insurance(request).resume(
+        _ssn(request), field_month(data, "from_month"), actor=operator_actor(request)
+    )
+    return web.json_response(result)
+
+
+@routes.get("/v1/admin/people/{ssn}/eligibility")
+@operator
+async def eligibility(request: web.Request) -> web.Response:
+    """Covered for pooled-fund reimbursement on ?date=YYYY-MM-DD (default today), and why."""
+    day = field_optional_date(request.query, "date")
+    return web.json_response(await _insurance(request).eligibility(_ssn(request), day))
+
+
+@routes.post("/v1/admin/people/{ssn}/password-reset")
+@operator
+async def reset_password(request: web.Request) -> web.Response:
+    """Counter reset of the self-service password after the ID card is checked against
+    the card ({pan}); back to the first password, to be changed at the next login."""
+    data = await _body(request, {"pan"})
+    result = await _cardholder(request).reset_password_at_counter(
+        _ssn(request), field_str(data, "pan", max_len=19), actor=operator_actor(request)
+    )
+    return web.json_response(result)
+
+
+# Allocation -----------------------------------------------------------------------------
+
+
+@routes.post("/v1/admin/allocations")
+@operator
+async def run_allocation(request: web.Request) -> web.Response:
+    """Allocate a month's contributions to individual accounts: {month: YYYY-MM}.
+    Idempotent per person and month: running it again credits nobody twice."""
+    data = await _body(request, {"month"})
+    report = await _insurance(request).run_allocation(
+        field_month(data, "month"), actor=operator_actor(request)
+    )
+    return web.json_response(report)
+
+
+@routes.get("/v1/admin/allocations/{month}")
+@operator
+async def allocation_report(request: web.Request) -> web.StreamResponse:
+    """Summary and per-person lines: ?limit=&cursor=&format=json|csv."""
+    month = _month_path(request)
+    report = await _insurance(request).allocation_report(
+        month, request.query.get("cursor"), query_int(request, "limit", 100)
+    )
+    if wants_csv(request):
+        return csv_response(report["lines"], ALLOCATION_COLUMNS, f"allocation-{month:%Y-%m}.csv")
+    return web.json_response(report)
+
+
+# Audit ----------------------------------------------------------------------------------
+
+
+@routes.get("/v1/admin/audit")
+@operator
+async def audit_trail(request: web.Request) -> web.Response:
+    """Newest first: ?subject_kind=&subject_id=&action=&limit=&cursor=."""
+    query = request.query
+    subject_kind = query.get("subject_kind")
+    if subject_kind is not None and subject_kind not in AUDIT_SUBJECTS:
+        raise BadRequest(f"subject_kind must be one of {', '.join(sorted(AUDIT_SUBJECTS))}")
+    for name in ("subject_id", "action"):
+        if len(query.get(name, "")) > 64:
+            raise BadRequest(f"{name} is at most 64 characters")
+    page = await audit_trail_page(
+        request.app[SERVICES].pool,
+        subject_kind=subject_kind,
+        subject_id=query.get("subject_id"),
+        action=query.get("action"),
+        cursor=query.get("cursor"),
+        limit=query_int(request, "limit", 100),
+    )
+    return web.json_response({"entries": page.entries, "next_cursor": page.next_cursor})

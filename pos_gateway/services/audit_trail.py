@@ -1,0 +1,52 @@
+"""Reading the audit trail, newest first, with the same keyset cursor as statements."""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+
+from pos_gateway.errors import BadRequest
+from pos_gateway.services.reports import StatementPage, decode_cursor, encode_cursor
+from pos_gateway.store import audit
+
+MAX_PAGE = 1000
+
+
+async def audit_trail_page(
+    pool: asyncpg.Pool,
+    *,
+    subject_kind: str | None,
+    subject_id: str | None,
+    action: str | None,
+    cursor: str | None,
+    limit: int,
+) -> StatementPage:
+    if not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"limit must be 1..{MAX_PAGE}", code="invalid_limit")
+    rows = await audit.entries(
+        pool,
+        subject_kind=subject_kind,
+        subject_id=subject_id,
+        action=action,
+        before=decode_cursor(cursor) if cursor else None,
+        limit=limit + 1,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    entries = [
+        {
+            "audit_id": r["audit_id"],
+            "time": r["occurred_at"].isoformat(),
+            "actor_kind": r["actor_kind"],
+            "actor_id": r["actor_id"],
+            "remote_addr": r["remote_addr"],
+            "request_id": r["request_id"],
+            "action": r["action"],
+            "subject_kind": r["subject_kind"],
+            "subject_id": r["subject_id"],
+            "details": json.loads(r["details"]),
+        }
+        for r in rows
+    ]
+    return StatementPage(entries, encode_cursor(rows[-1]["audit_id"]) if more else None)
