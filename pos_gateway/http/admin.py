@@ -15,6 +15,7 @@ from pos_gateway.http.render import (
     SETTLEMENT_COLUMNS,
     STATEMENT_COLUMNS,
     csv_response,
+    path_int,
     query_int,
     wants_csv,
 )
@@ -80,13 +81,6 @@ def _merchant_id(request: web.Request) -> str:
     return merchant_id
 
 
-def _int_path(request: web.Request, name: str) -> int:
-    raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
-        raise BadRequest(f"{name} must be a positive integer")
-    return int(raw)
-
-
 @routes.post("/v1/admin/people")
 @operator
 async def register_person(request: web.Request) -> web.Response:
@@ -121,7 +115,7 @@ async def record_contribution(request: web.Request) -> web.Response:
 @operator
 async def freeze_account(request: web.Request) -> web.Response:
     await _admin(request).set_account_frozen(
-        _int_path(request, "account_id"), True, actor=operator_actor(request)
+        path_int(request, "account_id"), True, actor=operator_actor(request)
     )
     return web.json_response({"status": "frozen"})
 
@@ -130,7 +124,7 @@ async def freeze_account(request: web.Request) -> web.Response:
 @operator
 async def unfreeze_account(request: web.Request) -> web.Response:
     await _admin(request).set_account_frozen(
-        _int_path(request, "account_id"), False, actor=operator_actor(request)
+        path_int(request, "account_id"), False, actor=operator_actor(request)
     )
     return web.json_response({"status": "active"})
 
@@ -255,7 +249,7 @@ async def enable_terminal(request: web.Request) -> web.Response:
 @operator
 async def account_statement(request: web.Request) -> web.StreamResponse:
     """Keyset-paginated statement: ?limit=50&cursor=…&format=json|csv."""
-    account_id = _int_path(request, "account_id")
+    account_id = path_int(request, "account_id")
     page = await reports.statement(
         request.app[SERVICES].pool,
         account_id,

@@ -13,7 +13,7 @@ from pos_gateway.errors import BadRequest
 from pos_gateway.http.actors import operator_actor
 from pos_gateway.http.admin import operator
 from pos_gateway.http.insurance_state import INSURANCE
-from pos_gateway.http.render import csv_response, query_int, wants_csv
+from pos_gateway.http.render import csv_response, path_int, query_int, wants_csv
 from pos_gateway.http.state import SERVICES
 from pos_gateway.http.validation import (
     field_date,
@@ -73,13 +73,6 @@ def _employer_id(request: web.Request) -> str:
     return employer_id
 
 
-def _int_path(request: web.Request, name: str) -> int:
-    raw = request.match_info[name]
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise BadRequest(f"{name} must be a positive integer")
-    return int(raw)
-
-
 def _month_path(request: web.Request) -> Any:
     return field_month(dict(request.match_info), "month")
 
@@ -124,7 +117,7 @@ async def register_employment(request: web.Request) -> web.Response:
 async def end_employment(request: web.Request) -> web.Response:
     data = await _body(request, {"ended_on"})
     employment = await _insurance(request).end_employment(
-        _int_path(request, "employment_id"),
+        path_int(request, "employment_id"),
         field_date(data, "ended_on"),
         actor=operator_actor(request),
     )

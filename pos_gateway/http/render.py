@@ -37,6 +37,14 @@ def query_int(request: web.Request, name: str, default: int) -> int:
     return int(raw)
 
 
+def path_int(request: web.Request, name: str) -> int:
+    """A positive integer from the URL path (ids), or 400."""
+    raw = request.match_info[name]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise BadRequest(f"{name} must be a positive integer")
+    return int(raw)
+
+
 def _cell(value: Any) -> Any:
     # Cells starting with = + - @ are formulas to a spreadsheet: text from the database
     # (merchant names) must not run as one.

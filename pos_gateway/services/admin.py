@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TypeVar
 
 import asyncpg
 import structlog
@@ -31,6 +32,7 @@ from pos_gateway.store import (
 )
 
 log = structlog.get_logger("pos_gateway.admin")
+T = TypeVar("T")
 
 ISSUER_BIN = "621700"  # demo issuer identification number
 CARD_VALIDITY_YEARS = 10
@@ -225,28 +227,22 @@ class AdminService:
             account = await people.get_account_by_ssn(conn, ssn)
             if account is None:
                 raise NotFound("no such person; register the person first")
-            for _ in range(5):
-                number = pan or _draw_pan()
-                try:
-                    async with conn.transaction():
-                        await people.insert_card(
-                            conn, number, account["account_id"], expires_on, pin_hash
-                        )
-                        await audit.record(
-                            conn,
-                            actor,
-                            "card.issued",
-                            "card",
-                            number,
-                            {"account_id": account["account_id"], "ssn": ssn},
-                        )
-                except asyncpg.UniqueViolationError:
-                    if pan is not None:
-                        raise Conflict("a card with this number exists") from None
-                    continue
-                break
-            else:  # pragma: no cover - 5 collisions in a 10^12 space
-                raise Conflict("could not draw a free card number")
+
+            async def insert(number: str) -> None:
+                async with conn.transaction():
+                    await people.insert_card(
+                        conn, number, account["account_id"], expires_on, pin_hash
+                    )
+                    await audit.record(
+                        conn,
+                        actor,
+                        "card.issued",
+                        "card",
+                        number,
+                        {"account_id": account["account_id"], "ssn": ssn},
+                    )
+
+            number, _ = await _insert_with_fresh_pan(pan, insert)
         log.info("card_issued", pan=number, account_id=account["account_id"])
         return IssuedCard(
             pan=number,
@@ -321,48 +317,45 @@ class AdminService:
         pin_hash = await self._hash_pin(chosen_pin)
         expires_on = self._default_expiry()
         async with self._pool.acquire() as conn:
-            for _ in range(5):
-                number = _draw_pan()
-                try:
-                    async with conn.transaction():
-                        old = await people.lock_card(conn, pan)
-                        if old is None or old["ssn"] != ssn:
-                            raise NotFound("no card with this number for this ID number")
-                        if old["status"] == "replaced":
-                            raise Conflict("the card was already replaced", code="card_replaced")
-                        new = await people.insert_replacement_card(
-                            conn, old["card_id"], number, old["account_id"], expires_on, pin_hash
-                        )
-                        await audit.record(
-                            conn,
-                            actor,
-                            "card.replaced",
-                            "card",
-                            pan,
-                            {
-                                "ssn": ssn,
-                                "account_id": old["account_id"],
-                                "previous_status": old["status"],
-                                "replacement": mask_pan(number),
-                            },
-                        )
-                        await audit.record(
-                            conn,
-                            actor,
-                            "card.issued",
-                            "card",
-                            number,
-                            {
-                                "account_id": old["account_id"],
-                                "ssn": ssn,
-                                "replaces": mask_pan(pan),
-                            },
-                        )
-                except asyncpg.UniqueViolationError:
-                    continue
-                break
-            else:  # pragma: no cover - 5 collisions in a 10^12 space
-                raise Conflict("could not draw a free card number")
+
+            async def insert(number: str) -> asyncpg.Record:
+                async with conn.transaction():
+                    old = await people.lock_card(conn, pan)
+                    if old is None or old["ssn"] != ssn:
+                        raise NotFound("no card with this number for this ID number")
+                    if old["status"] == "replaced":
+                        raise Conflict("the card was already replaced", code="card_replaced")
+                    new = await people.insert_replacement_card(
+                        conn, old["card_id"], number, old["account_id"], expires_on, pin_hash
+                    )
+                    await audit.record(
+                        conn,
+                        actor,
+                        "card.replaced",
+                        "card",
+                        pan,
+                        {
+                            "ssn": ssn,
+                            "account_id": old["account_id"],
+                            "previous_status": old["status"],
+                            "replacement": mask_pan(number),
+                        },
+                    )
+                    await audit.record(
+                        conn,
+                        actor,
+                        "card.issued",
+                        "card",
+                        number,
+                        {
+                            "account_id": old["account_id"],
+                            "ssn": ssn,
+                            "replaces": mask_pan(pan),
+                        },
+                    )
+                    return new
+
+            number, new = await _insert_with_fresh_pan(None, insert)
         log.info("card_replaced", pan=pan, account_id=new["account_id"])
         return IssuedCard(
             pan=number,
@@ -547,6 +540,21 @@ class AdminService:
         return RegisteredTerminal(
             terminal_id=terminal_id, merchant_id=row["merchant_id"], keys=keys
         )
+
+
+async def _insert_with_fresh_pan(
+    given: str | None, insert: Callable[[str], Awaitable[T]]
+) -> tuple[str, T]:
+    """Run `insert(number)` with the given card number, or with drawn numbers until one is
+    free (a drawn number that exists is simply drawn again)."""
+    for _ in range(5):
+        number = given or _draw_pan()
+        try:
+            return number, await insert(number)
+        except asyncpg.UniqueViolationError:
+            if given is not None:
+                raise Conflict("a card with this number exists") from None
+    raise Conflict("could not draw a free card number")  # pragma: no cover - 10^12 numbers
 
 
 def _draw_pan() -> str:
