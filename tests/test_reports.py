@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from datetime import date
 
 import pytest
 
@@ -171,3 +172,45 @@ async def test_verify_ledger_command_exit_codes(
 
     assert clean == 0 and broken == 1
     assert "MISMATCH balance_differs_from_journal_sum" in out
+
+
+async def test_ledger_check_finds_an_allocation_journaled_twice(world: World, db) -> None:
+    card = await world.card(balance=0)
+    month = date(2026, 1, 1)
+    corruption = db.transaction()
+    await corruption.start()
+    try:
+        ssn = card["ssn"]
+        await db.execute(
+            "INSERT INTO contributions (ssn, month, individual_part) VALUES ($1, $2, 500)",
+            ssn,
+            month,
+        )
+        await db.execute(
+            """
+            INSERT INTO allocations (account_id, month, ssn, employer_part, individual_part,
+                                     amount)
+            VALUES ($1, $2, $3, 0, 500, 500)
+            """,
+            card["account_id"],
+            month,
+            ssn,
+        )
+        for balance in (500, 1_000):  # the same month's line twice
+            await db.execute(
+                """
+                INSERT INTO journal (account_id, kind, amount, balance_after, reference)
+                VALUES ($1, 'allocation', 500, $2, 'allocation 2026-01')
+                """,
+                card["account_id"],
+                balance,
+            )
+        await db.execute(
+            "UPDATE individual_accounts SET balance = 1000 WHERE account_id = $1",
+            card["account_id"],
+        )
+        report = await verify_ledger(db)
+    finally:
+        await corruption.rollback()
+
+    assert list(report["problems"]) == ["allocation_not_journaled_once"]

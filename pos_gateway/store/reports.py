@@ -109,6 +109,14 @@ LEDGER_CHECKS: dict[str, str] = {
         GROUP BY p.transaction_id, p.amount, p.refunded_amount
         HAVING p.refunded_amount + coalesce(sum(v.amount), 0) > p.amount
     """,
+    "allocation_not_journaled_once": """
+        SELECT a.account_id, a.month, a.amount, coalesce(sum(j.amount), 0)::bigint AS journaled
+        FROM allocations a
+        LEFT JOIN journal j ON j.account_id = a.account_id AND j.kind = 'allocation'
+             AND j.reference = 'allocation ' || to_char(a.month, 'YYYY-MM')
+        GROUP BY a.account_id, a.month, a.amount
+        HAVING coalesce(sum(j.amount), 0) <> a.amount
+    """,
     "reversed_flag_without_reversal": """
         SELECT p.transaction_id FROM transactions p
         WHERE p.reversed AND NOT EXISTS (
