@@ -219,7 +219,8 @@ async def run_scenario(
             print(f"  {verdict}", file=out)
             results.append(StepResult(title, not problems, tuple(problems), answer))
     passed = sum(r.ok for r in results)
-    print(f"\n{passed} passed, {len(results) - passed} failed", file=out)
+    # Not "N passed, N failed": CI would read that line as a test runner's summary.
+    print(f"\nscenario: {passed} of {len(results)} steps as expected", file=out)
     return results
 
 
