@@ -109,7 +109,9 @@ class Gateway:
         if self._process is None:
             return {}
         peaks = {}
-        for child in psutil.Process(self._process.pid).children(recursive=True):
+        root = psutil.Process(self._process.pid)
+        # With --workers 1 the process itself serves; with more, its children do.
+        for child in [root, *root.children(recursive=True)]:
             with contextlib.suppress(psutil.Error, OSError):
                 status = Path(f"/proc/{child.pid}/status").read_text()
                 match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
