@@ -407,3 +407,16 @@ async def test_bodies_are_validated(world: World) -> None:
     )
     assert extra["error"]["code"] == bad_month["error"]["code"] == "malformed_request"
     assert resp.status == 400
+
+
+async def test_a_lost_cards_digits_no_longer_open_the_account(world: World) -> None:
+    card = await world.card()
+    ssn, old_pan = card["ssn"], card["pan"]
+    await login(world.client, ssn, "wrong-guess-1", status=401)  # credentials row exists now
+    await world.admin(f"/v1/admin/cards/{old_pan}/report-lost", status=200)
+    replacement = await world.admin(f"/v1/admin/cards/{old_pan}/replace", {"ssn": ssn})
+
+    await login(world.client, ssn, old_pan[-6:], status=401)
+    fresh = await login(world.client, ssn, replacement["pan"][-6:])
+
+    assert fresh["must_change_password"] is True

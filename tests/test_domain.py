@@ -522,3 +522,11 @@ def test_frozen_account_is_62() -> None:
 def test_decide_wrong_pin(failures_after: int, code: Code) -> None:
     assert decide_wrong_pin(failures_after) == code
     assert decide_wrong_pin(failures_after) == {1: "55", 2: "55", 3: "75"}[failures_after]
+
+
+@pytest.mark.parametrize("birth", ["18791231", "21000101", "99991231"])
+def test_citizen_id_birth_year_outside_living_range_is_refused(birth: str) -> None:
+    first17 = f"110105{birth}123"
+
+    with pytest.raises(InvalidCitizenId, match="birth year"):
+        parse_citizen_id(first17 + check_character(first17))

@@ -477,3 +477,19 @@ async def test_notice_range_is_validated(world: World) -> None:
 
     assert backwards["error"]["code"] == too_long["error"]["code"] == "invalid_period"
     assert malformed["error"]["code"] == "malformed_request"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{"date": "0001-01-15"}, {"date": "9999-12-31"}, {"date": "2026-1-5"}],
+)
+async def test_eligibility_dates_outside_the_supported_years_are_400(
+    world: World, query: dict[str, str]
+) -> None:
+    card = await world.card()
+
+    resp = await world.client.get(
+        f"/v1/admin/people/{card['ssn']}/eligibility", params=query, headers=world.headers
+    )
+
+    assert resp.status == 400 and "error" in await resp.json()

@@ -84,7 +84,14 @@ async def test_statement_csv_download(world: World) -> None:
 
 
 @pytest.mark.parametrize(
-    "query", [{"cursor": "garbage!"}, {"limit": "0"}, {"limit": "x"}, {"format": "xml"}]
+    "query",
+    [
+        {"cursor": "garbage!"},
+        {"cursor": "ZTk5OTk5OTk5OTk5OTk5OTk5OTk"},  # e9999999999999999999: beyond bigint
+        {"limit": "0"},
+        {"limit": "x"},
+        {"format": "xml"},
+    ],
 )
 async def test_statement_bad_query_is_400(world: World, query: dict[str, str]) -> None:
     card = await world.card()

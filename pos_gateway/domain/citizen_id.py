@@ -13,6 +13,9 @@ from datetime import date
 _SHAPE = re.compile(r"[0-9]{17}[0-9X]")
 _WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))
 _CHECK_CHARS = "10X98765432"
+# Nobody alive holds a number with another birth year; far-future years would also
+# overflow date arithmetic (age, months) downstream.
+EARLIEST_BIRTH_YEAR, LATEST_BIRTH_YEAR = 1880, 2099
 
 
 def check_character(first17: str) -> str:
@@ -41,6 +44,8 @@ def parse_citizen_id(text: str) -> CitizenId:
         birth = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
     except ValueError as exc:
         raise InvalidCitizenId("birth date part is not a date") from exc
+    if not EARLIEST_BIRTH_YEAR <= birth.year <= LATEST_BIRTH_YEAR:
+        raise InvalidCitizenId("birth year out of range")
     if check_character(number[:17]) != number[17]:
         raise InvalidCitizenId("check character does not match")
     sex = "male" if int(number[16]) % 2 == 1 else "female"

@@ -159,26 +159,39 @@ def field_str(data: dict[str, Any], name: str, *, max_len: int = 200, required: 
     return value.strip()
 
 
+# Dates outside these years are typing errors here, and month arithmetic near year 1 or
+# 9999 would overflow: refused as malformed.
+MIN_YEAR, MAX_YEAR = 1900, 2999
+
+
 def field_date(data: dict[str, Any], name: str, *, required: bool = True) -> Any:
     value = data.get(name)
     if value is None and not required:
         return None
-    if not isinstance(value, str):
-        raise BadRequest(f"{name} must be a date YYYY-MM-DD")
+    problem = f"{name} must be a date YYYY-MM-DD between {MIN_YEAR} and {MAX_YEAR}"
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise BadRequest(problem)
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
-        raise BadRequest(f"{name} must be a date YYYY-MM-DD") from None
+        raise BadRequest(problem) from None
+    if not MIN_YEAR <= day.year <= MAX_YEAR:
+        raise BadRequest(problem)
+    return day
 
 
 def field_month(data: dict[str, Any], name: str) -> date:
     value = data.get(name)
+    problem = f"{name} must be a month YYYY-MM between {MIN_YEAR} and {MAX_YEAR}"
     if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}", value):
-        raise BadRequest(f"{name} must be a month YYYY-MM")
+        raise BadRequest(problem)
     try:
-        return date(int(value[:4]), int(value[5:]), 1)
+        month = date(int(value[:4]), int(value[5:]), 1)
     except ValueError:
-        raise BadRequest(f"{name} must be a month YYYY-MM") from None
+        raise BadRequest(problem) from None
+    if not MIN_YEAR <= month.year <= MAX_YEAR:
+        raise BadRequest(problem)
+    return month
 
 
 def field_fen(data: dict[str, Any], name: str, *, default: int | None = None) -> int:

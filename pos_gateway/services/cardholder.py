@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import secrets
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -78,6 +79,18 @@ class CardholderService:
 
     # Login and sessions ---------------------------------------------------------------
 
+    async def _password_matches(self, ssn: str, credentials: Any, password: str) -> bool:
+        if not credentials["must_change"]:
+            return await self._run(self._hasher.verify, credentials["password_hash"], password)
+        # The first password follows the card in hand: once a card is reported lost or
+        # replaced, its digits no longer open the account, whatever was stored for it.
+        async with self._pool.acquire() as conn:
+            current_pan = await people.login_card(conn, ssn)
+        await self._run(self._hasher.dummy_verify, password)  # same cost as a real check
+        return current_pan is not None and hmac.compare_digest(
+            password.encode(), initial_password(current_pan).encode()
+        )
+
     async def login(self, ssn: str, password: str, *, actor: Actor) -> Login:
         """The ID number and password. The first login uses the first password (derived
         from the card) and opens a session that may only change it."""
@@ -103,7 +116,7 @@ class CardholderService:
                 "or have the password reset at a counter",
                 code="login_locked",
             )
-        matches = await self._run(self._hasher.verify, attempt["password_hash"], password)
+        matches = await self._password_matches(ssn, attempt, password)
         async with self._pool.acquire() as conn, conn.transaction():
             if not matches:
                 failures = attempt["failed_attempts"]
@@ -179,7 +192,7 @@ class CardholderService:
             attempt = await cardholders.reserve_attempt(conn, ssn, MAX_LOGIN_FAILURES, LOCKOUT)
         if attempt is None:
             raise Forbidden("login locked after too many wrong passwords", code="login_locked")
-        matches = await self._run(self._hasher.verify, attempt["password_hash"], old_password)
+        matches = await self._password_matches(ssn, attempt, old_password)
         new_hash = await self._run(self._hasher.hash, new_password) if matches else None
         async with self._pool.acquire() as conn, conn.transaction():
             if new_hash is None:

@@ -30,7 +30,10 @@ def decode_cursor(cursor: str) -> int:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         if not raw.startswith("e") or not raw[1:].isdigit() or len(raw) > 20:
             raise ValueError
-        return int(raw[1:])
+        value = int(raw[1:])
+        if value >= 2**63:  # beyond bigint: not an id this API gave out
+            raise ValueError
+        return value
     except ValueError:
         raise BadRequest("cursor is not one this API gave out", code="invalid_cursor") from None
 

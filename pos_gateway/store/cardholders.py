@@ -39,9 +39,12 @@ async def reserve_attempt(
     return await conn.fetchrow(
         f"""
         UPDATE cardholder_credentials
-        SET failed_attempts = LEAST(failed_attempts + 1, 1000),
-            locked_until = CASE WHEN failed_attempts + 1 >= $2 THEN now() + $3::interval
-                                ELSE locked_until END
+        -- A lock that has run out starts a fresh count: one wrong guess after it must
+        -- not lock the holder out again for the whole period.
+        SET failed_attempts = CASE WHEN locked_until IS NOT NULL THEN 1
+                                   ELSE LEAST(failed_attempts + 1, 1000) END,
+            locked_until = CASE WHEN locked_until IS NULL AND failed_attempts + 1 >= $2
+                                THEN now() + $3::interval END
         WHERE ssn = $1 AND (locked_until IS NULL OR locked_until <= now())
         RETURNING {_CREDENTIAL_COLUMNS}
         """,

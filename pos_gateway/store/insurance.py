@@ -307,7 +307,7 @@ async def credit_allocations(
     await conn.execute(
         """
         SELECT 1 FROM individual_accounts
-        WHERE account_id = ANY($1::bigint[]) ORDER BY account_id FOR UPDATE
+        WHERE account_id = ANY($1::bigint[]) ORDER BY account_id FOR NO KEY UPDATE
         """,
         account_ids,
     )

@@ -156,7 +156,7 @@ async def lock_card(conn: asyncpg.Connection, pan: str) -> asyncpg.Record | None
         SELECT {_CARD_COLUMNS}
         FROM cards c JOIN individual_accounts a USING (account_id)
         WHERE c.pan = $1
-        FOR UPDATE OF c
+        FOR NO KEY UPDATE OF c
         """,
         pan,
     )
@@ -268,7 +268,7 @@ async def lock_account(conn: asyncpg.Connection, account_id: int) -> asyncpg.Rec
     return await conn.fetchrow(
         """
         SELECT account_id, ssn, status FROM individual_accounts
-        WHERE account_id = $1 FOR UPDATE
+        WHERE account_id = $1 FOR NO KEY UPDATE
         """,
         account_id,
     )
@@ -277,7 +277,7 @@ async def lock_account(conn: asyncpg.Connection, account_id: int) -> asyncpg.Rec
 async def get_card_by_id(
     conn: asyncpg.Connection | asyncpg.Pool, card_id: int, *, for_update: bool = False
 ) -> asyncpg.Record | None:
-    lock = "FOR UPDATE OF c" if for_update else ""
+    lock = "FOR NO KEY UPDATE OF c" if for_update else ""
     return await conn.fetchrow(
         f"""
         SELECT {_CARD_COLUMNS}

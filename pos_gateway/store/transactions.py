@@ -406,7 +406,7 @@ SELECT c.card_id, c.account_id, c.status, c.pin_failures, a.status AS account_st
 FROM cards c JOIN individual_accounts a USING (account_id)
 WHERE c.card_id = ANY($1::bigint[])
 ORDER BY a.account_id, c.card_id
-FOR UPDATE OF a
+FOR NO KEY UPDATE OF a
 """
 
 _WRITE_BATCH = f"""
