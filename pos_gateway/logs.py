@@ -108,6 +108,8 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
         structlog.stdlib.ProcessorFormatter(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                # Tracebacks of library loggers become text first, so they are masked too.
+                structlog.processors.format_exc_info,
                 redact_secrets,
                 structlog.processors.JSONRenderer(),
             ],

@@ -180,10 +180,15 @@ class _Run:
         elif txn_type == "refund":
             totals.refunds[0] += 1
             totals.refunds[1] += amount
+            assert original is not None
+            original.setdefault("refunds", []).append(amount)
         elif txn_type == "reversal" and amount and original and original["type"] == "purchase":
-            # A reversed purchase leaves the batch (its refunds, if any, stay in it).
+            # A reversed purchase leaves the batch, and its refunds with it.
             totals.purchases[0] -= 1
             totals.purchases[1] -= original["answer"]["amount"]
+            refunds = original.get("refunds", [])
+            totals.refunds[0] -= len(refunds)
+            totals.refunds[1] -= sum(refunds)
 
     async def _close_batch(self, terminal: Terminal) -> tuple[dict[str, Any], Answer]:
         tid = terminal.config.terminal_id

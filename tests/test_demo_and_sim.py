@@ -123,3 +123,61 @@ def test_scenario_with_unknown_key_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ScenarioError, match="unknown key"):
         load_scenario(path)
+
+
+async def test_scenario_batch_totals_follow_refunds_and_reversals(
+    demo: dict[str, Any], client, tmp_path: Path
+) -> None:
+    scenario = tmp_path / "batch.toml"
+    scenario.write_text(
+        """
+[[step]]
+terminal = "pharm002"
+type = "close_batch"
+expect = "http:200"
+
+[[step]]
+terminal = "pharm002"
+type = "purchase"
+card = "card-05"
+amount = "30.00"
+save = "a"
+expect = "00"
+
+[[step]]
+terminal = "pharm002"
+type = "refund"
+original = "a"
+amount = "10.00"
+expect = "00"
+
+[[step]]
+terminal = "pharm002"
+type = "reversal"
+original = "a"
+expect = "00"
+expect_amount = "20.00"
+
+[[step]]
+terminal = "pharm002"
+type = "purchase"
+card = "card-05"
+amount = "5.00"
+expect = "00"
+
+[[step]]
+terminal = "pharm002"
+type = "close_batch"
+expect = "http:200"
+expect_in_balance = true
+"""
+    )
+    out = io.StringIO()
+
+    results = await run_scenario(
+        load_scenario(scenario), DemoWorld(demo), str(client.make_url("")), out
+    )
+
+    assert all(r.ok for r in results), out.getvalue()
+    assert results[-1].answer.body["gateway"]["purchases"] == {"count": 1, "amount": 500}
+    assert results[-1].answer.body["gateway"]["refunds"] == {"count": 0, "amount": 0}

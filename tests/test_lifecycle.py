@@ -209,3 +209,101 @@ async def test_batch_close_of_a_batch_not_open_is_409(world: World) -> None:
     answer = await terminal.send("/v1/batches/close", {"batch_no": 3, **zero})
 
     assert answer.status == 409 and answer.body["error"]["code"] == "batch_mismatch"
+
+
+async def test_reversal_after_its_batch_closed_is_declined_and_the_close_stands(
+    world: World, db
+) -> None:
+    terminal = await world.terminal()
+    card = await world.card(balance=10_000)
+    bought = await _buy(terminal, card, 2_500)
+    figures = {"purchases": {"count": 1, "amount": 2_500}, "refunds": {"count": 0, "amount": 0}}
+    closed = await terminal.send("/v1/batches/close", {"batch_no": 1, **figures})
+
+    _, reversal = await terminal.transact("reversal", original_stan=bought["stan"])
+    again = await terminal.send("/v1/batches/close", {"batch_no": 1, **figures})
+
+    assert closed.body["in_balance"] is True
+    assert reversal.body["response_code"] == "12" and reversal.body["approved"] is False
+    assert await _balance(db, card["account_id"]) == 7_500
+    assert again.body == closed.body
+
+
+async def test_a_reversed_purchase_leaves_the_batch_with_its_refunds(world: World) -> None:
+    terminal = await world.terminal()
+    card = await world.card(balance=10_000)
+    bought = await _buy(terminal, card, 3_000)
+    await _refund(terminal, bought["rrn"], 1_000)
+    _, reversal = await terminal.transact("reversal", original_stan=bought["stan"])
+    nothing = {"purchases": {"count": 0, "amount": 0}, "refunds": {"count": 0, "amount": 0}}
+
+    close = await terminal.send("/v1/batches/close", {"batch_no": 1, **nothing})
+
+    assert reversal.body["amount"] == 2_000
+    assert close.body["gateway"] == nothing and close.body["in_balance"] is True
+
+
+async def test_reversal_of_a_refund_is_declined_and_the_refund_stands(world: World, db) -> None:
+    terminal = await world.terminal()
+    card = await world.card(balance=10_000)
+    bought = await _buy(terminal, card, 3_000)
+    refund = await _refund(terminal, bought["rrn"], 3_000)
+
+    _, reversal = await terminal.transact("reversal", original_stan=refund["stan"])
+
+    assert reversal.body["response_code"] == "12"
+    assert await _balance(db, card["account_id"]) == 10_000
+
+
+async def test_reversal_just_after_midnight_finds_yesterdays_purchase(world: World, db) -> None:
+    terminal = await world.terminal()
+    card = await world.card(balance=10_000)
+    _, bought = await terminal.transact(
+        "purchase", pan=card["pan"], pin="4321", amount=2_500,
+        local_time="2026-11-24T23:59:58+08:00",
+    )  # fmt: skip
+
+    _, reversal = await terminal.transact(
+        "reversal", original_stan=bought.body["stan"], local_time="2026-11-25T00:00:05+08:00"
+    )
+
+    assert bought.body["response_code"] == "00"
+    assert (reversal.body["response_code"], reversal.body["amount"]) == ("00", 2_500)
+    assert await _balance(db, card["account_id"]) == 10_000
+
+
+async def test_reversal_after_midnight_blocks_yesterdays_late_original(world: World, db) -> None:
+    terminal = await world.terminal()
+    card = await world.card(balance=10_000)
+    original = terminal.transaction_body(
+        "purchase", pan=card["pan"], pin="4321", amount=900,
+        local_time="2026-11-24T23:59:58+08:00",
+    )  # fmt: skip
+
+    _, reversal = await terminal.transact(
+        "reversal", original_stan=original["stan"], local_time="2026-11-25T00:00:03+08:00"
+    )
+    late = await terminal.send("/v1/transactions", original)
+
+    assert reversal.body["response_code"] == "00"
+    assert late.body["response_code"] == "12"
+    assert await _balance(db, card["account_id"]) == 10_000
+
+
+async def test_reversal_naming_the_originals_time_reverses_that_day(world: World, db) -> None:
+    terminal = await world.terminal()
+    card = await world.card(balance=10_000)
+    _, bought = await terminal.transact(
+        "purchase", pan=card["pan"], pin="4321", amount=700,
+        local_time="2026-11-20T10:00:00+08:00",
+    )  # fmt: skip
+
+    _, reversal = await terminal.transact(
+        "reversal",
+        original_stan=bought.body["stan"],
+        original_local_time="2026-11-20T10:00:00+08:00",
+        local_time="2026-11-21T09:00:00+08:00",
+    )
+
+    assert (reversal.body["response_code"], reversal.body["amount"]) == ("00", 700)
+    assert await _balance(db, card["account_id"]) == 10_000

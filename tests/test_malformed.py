@@ -174,6 +174,8 @@ MALFORMED: list[tuple[str, Mutator]] = [
     ("amount_true", _set(amount=True)),
     ("amount_null", _set(amount=None)),
     ("amount_object", _set(amount={"fen": 1250})),
+    # Past Python's 4,300-digit int limit json.loads raises a plain ValueError.
+    ("amount_5000_digits", _replace(b'"amount":1250', b'"amount":' + b"9" * 5000)),
     ("stan_5_digits", _set(stan="00012")),
     ("stan_7_digits", _set(stan="0000123")),
     ("stan_int", _set(stan=123)),
@@ -394,6 +396,8 @@ UNAUTHENTICATED: list[tuple[str, AuthCase]] = [
     ("long_signature", _header("X-Signature", lambda s: s + "0")),
     ("signature_one_char_changed", _header("X-Signature", lambda s: s[:-1] + "0123"[s[-1] == "0"])),
     ("signature_wrong_key", _signed_with(lambda fx: secrets.token_bytes(32))),
+    ("signature_non_ascii", _header("X-Signature", lambda s: "\u00e9" * 64)),
+    ("signature_uppercase_hex", _header("X-Signature", lambda s: s.upper())),
     ("signature_with_pin_key", _signed_with(lambda fx: fx.terminal.config.pin_key)),
     ("signature_over_other_body", _tampered),
     ("signature_over_other_path", _other_path),
@@ -608,3 +612,29 @@ async def test_wrong_method_on_transactions_is_405_json(world: World, method: st
     status, data = await _post(world, b"", {}, method=method)
 
     assert_error(status, data, 405)
+
+
+async def test_huge_integer_in_a_batch_close_is_400(world: World) -> None:
+    fx = await _fixture(world)
+    body = (
+        b'{"batch_no":'
+        + b"9" * 5000
+        + b',"purchases":{"count":0,"amount":0},'
+        + (b'"refunds":{"count":0,"amount":0}}')
+    )
+
+    status, data = await _post(
+        world, body, fx.headers(body, path="/v1/batches/close"), path="/v1/batches/close"
+    )
+
+    assert_error(status, data, 400)
+
+
+async def test_huge_integer_with_a_bad_signature_is_401(world: World) -> None:
+    fx = await _fixture(world)
+    body = encode_body(fx.purchase()).replace(b'"amount":1250', b'"amount":' + b"9" * 5000)
+    headers = {**fx.headers(body), "X-Signature": "0" * 64}
+
+    status, data = await _post(world, body, headers)
+
+    assert_error(status, data, 401)

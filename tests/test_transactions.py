@@ -318,3 +318,14 @@ async def test_raw_body_bytes_are_what_is_signed(world: World) -> None:
     answer = await terminal.send("/v1/transactions", encode_body(body) + b"  \n")
 
     assert answer.status == 200 and answer.body["response_code"] == "00"
+
+
+async def test_a_right_pin_restarts_the_count_even_when_declined(world: World) -> None:
+    terminal = await world.terminal()
+    card = await world.card(balance=100)
+    codes = []
+    for pin, amount in (("0000", 50), ("0000", 50), ("4321", 5_000), ("0000", 50)):
+        _, answer = await terminal.transact("purchase", pan=card["pan"], pin=pin, amount=amount)
+        codes.append(answer.body["response_code"])
+
+    assert codes == ["55", "55", "51", "55"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hmac
+import re
 import time
 from typing import Any
 
@@ -32,7 +32,8 @@ from pos_gateway.store.database import UNAVAILABLE_ERRORS
 from pos_gateway.store.transactions import RequestKey, load_context
 
 log = structlog.get_logger("pos_gateway.terminal")
-_SIGNATURE_LEN = 64
+_SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
+_NO_KEY = bytes(32)  # for the dummy HMAC of an unknown terminal
 _NOT_AUTHENTICATED = "unknown terminal or bad signature"
 
 
@@ -57,7 +58,7 @@ def _check_headers(request: web.Request) -> tuple[str, str, str]:
             f"X-Timestamp must be Unix seconds within {settings.timestamp_window_s} s of now",
             code="bad_timestamp",
         )
-    if len(signature) != _SIGNATURE_LEN:
+    if not _SIGNATURE_RE.fullmatch(signature):
         raise Unauthorized("X-Signature must be 64 lowercase hex characters", code="bad_signature")
     return terminal_id, timestamp, signature
 
@@ -77,10 +78,11 @@ def verify_terminal(
     terminal_id, timestamp, signature = headers
     if row is None:
         # Same work and same answer as a bad signature: no probing for terminal ids.
-        hmac.compare_digest(signature, "0" * _SIGNATURE_LEN)
+        signature_valid(_NO_KEY, request.method, request.path, timestamp, body, signature)
         raise Unauthorized(_NOT_AUTHENTICATED, code="bad_signature")
     try:
         mac_key = services.key_wrapper.unwrap(row["mac_key_wrapped"], terminal_id, "mac")
+        pin_key = services.key_wrapper.unwrap(row["pin_key_wrapped"], terminal_id, "pin")
     except KeyUnwrapError:
         log.error("terminal_key_unwrap_failed")
         raise Unauthorized(_NOT_AUTHENTICATED, code="bad_signature") from None
@@ -96,7 +98,7 @@ def verify_terminal(
             designated_until=row["designated_until"],
             suspended=row["suspended"],
         ),
-        pin_key=services.key_wrapper.unwrap(row["pin_key_wrapped"], terminal_id, "pin"),
+        pin_key=pin_key,
     )
 
 

@@ -42,7 +42,12 @@ TRANSACTION_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     ),
     # The original's amount and card may be sent along; the gateway reverses what it
     # recorded, not what the reversal claims.
-    "reversal": (frozenset(_COMMON | {"original_stan"}), frozenset({"pan", "amount", "currency"})),
+    # original_local_time (ISO 8583 field 90 in spirit) pins the original's date; without
+    # it the original is looked for on the reversal's date and the day before.
+    "reversal": (
+        frozenset(_COMMON | {"original_stan"}),
+        frozenset({"pan", "amount", "currency", "original_local_time"}),
+    ),
 }
 RRN_RE = re.compile(r"[0-9]{12}")
 
@@ -52,7 +57,8 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise BadRequest("request body is empty", code="invalid_json")
     try:
         value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    # ValueError covers JSONDecodeError and integers past Python's 4,300-digit limit.
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise BadRequest("request body is not valid JSON", code="invalid_json") from None
     if not isinstance(value, dict):
         raise BadRequest("request body must be a JSON object", code="invalid_json")
@@ -80,7 +86,7 @@ def parse_transaction(body: bytes) -> TransactionRequest:
     stan = data["stan"]
     if not isinstance(stan, str) or not STAN_RE.fullmatch(stan):
         raise BadRequest("stan must be a string of 6 digits", code="invalid_stan")
-    local_date = _local_date(data["local_time"])
+    local_date = _local_date(data["local_time"], "local_time")
 
     pan = data.get("pan")
     if pan is not None and (not isinstance(pan, str) or not pan_well_formed(pan)):
@@ -115,6 +121,12 @@ def parse_transaction(body: bytes) -> TransactionRequest:
     ):
         raise BadRequest("original_stan must be a string of 6 digits", code="invalid_stan")
 
+    original_local_date = (
+        _local_date(data["original_local_time"], "original_local_time")
+        if "original_local_time" in data
+        else None
+    )
+
     # The PIN block is left out of the request's identity: format 4 pads with random
     # bytes, so a terminal that re-enciphers the PIN for a retransmission still sends
     # the same request.
@@ -132,18 +144,19 @@ def parse_transaction(body: bytes) -> TransactionRequest:
         content_hash=content_hash,
         original_rrn=original_rrn,
         original_stan=original_stan,
+        original_local_date=original_local_date,
     )
 
 
-def _local_date(value: object) -> date:
+def _local_date(value: object, name: str) -> date:
     if not isinstance(value, str) or len(value) > 40:
-        raise BadRequest("local_time must be an ISO 8601 string", code="invalid_local_time")
+        raise BadRequest(f"{name} must be an ISO 8601 string", code="invalid_local_time")
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise BadRequest("local_time must be ISO 8601", code="invalid_local_time") from None
+        raise BadRequest(f"{name} must be ISO 8601", code="invalid_local_time") from None
     if moment.tzinfo is None:
-        raise BadRequest("local_time must carry a UTC offset", code="invalid_local_time")
+        raise BadRequest(f"{name} must carry a UTC offset", code="invalid_local_time")
     return moment.date()
 
 

@@ -49,13 +49,21 @@ class GroupCommitter:
         self._queue: dict[store.RequestKey, _Pending] = {}
         self._wakeup = asyncio.Event()
         self._tasks = [asyncio.create_task(self._run()) for _ in range(flushers)]
+        # Every caller still waiting, queued or in a batch being written: close() answers
+        # them all, so none hangs when the gateway stops.
+        self._waiting: set[asyncio.Future[StoredAnswer]] = set()
+        self._closed = False
         self.batches = 0
         self.requests = 0
 
     async def submit(self, request: GoodPinRequest) -> StoredAnswer:
         """Queue the request; return its stored answer once it is committed. Raises
         DuplicateKey when another request took its key first."""
+        if self._closed:
+            raise ConnectionError("gateway shutting down")
         future: asyncio.Future[StoredAnswer] = asyncio.get_running_loop().create_future()
+        self._waiting.add(future)
+        future.add_done_callback(self._waiting.discard)
         # Two copies of one request in the same batch would collide on the key: the copy
         # waits for the first's outcome (and the caller compares the request hashes).
         pending = self._queue.setdefault(request.key, _Pending(request))
@@ -114,13 +122,15 @@ class GroupCommitter:
                 future.set_result(answer)
 
     async def close(self) -> None:
+        self._closed = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for pending in self._queue.values():
-            for future in pending.futures:
-                if not future.done():
-                    future.set_exception(ConnectionError("gateway shutting down"))
+        # A batch cancelled mid-write rolled back with its connection: nothing of it is
+        # recorded, and its callers hear so (91) instead of waiting for ever.
+        for future in list(self._waiting):
+            if not future.done():
+                future.set_exception(ConnectionError("gateway shutting down"))
         self._queue.clear()

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import asyncpg
@@ -65,6 +65,7 @@ class TransactionRequest:
     content_hash: bytes  # identifies the request's content for replay vs. 94
     original_rrn: str | None = None  # refund
     original_stan: str | None = None  # reversal
+    original_local_date: date | None = None  # reversal, when the terminal sends it
 
 
 class Overloaded(Exception):
@@ -158,8 +159,13 @@ class TransactionService:
                 return await store.record_decline(
                     self._pool, *common, None, None, None, Code.INVALID_TRANSACTION.value
                 )
+            dates = (
+                [request.original_local_date]
+                if request.original_local_date is not None
+                else [request.local_date, request.local_date - timedelta(days=1)]
+            )
             return await store.record_reversal(
-                self._pool, *common, request.original_stan, _auth_code()
+                self._pool, *common, request.original_stan, _auth_code(), dates
             )
         if request.txn_type == "refund":
             assert request.original_rrn is not None and request.amount is not None

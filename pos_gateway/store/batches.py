@@ -17,13 +17,17 @@ class BatchMismatch(Exception):
 
 
 _TOTALS = """
-SELECT count(*) FILTER (WHERE txn_type = 'purchase') AS purchases_count,
-       coalesce(sum(amount) FILTER (WHERE txn_type = 'purchase'), 0)::bigint AS purchases_amount,
-       count(*) FILTER (WHERE txn_type = 'refund') AS refunds_count,
-       coalesce(sum(amount) FILTER (WHERE txn_type = 'refund'), 0)::bigint AS refunds_amount
-FROM transactions
-WHERE terminal_id = $1 AND batch_no = $2 AND response_code = '00'
-  AND txn_type IN ('purchase', 'refund') AND NOT reversed
+SELECT count(*) FILTER (WHERE t.txn_type = 'purchase') AS purchases_count,
+       coalesce(sum(t.amount) FILTER (WHERE t.txn_type = 'purchase'), 0)::bigint
+           AS purchases_amount,
+       count(*) FILTER (WHERE t.txn_type = 'refund') AS refunds_count,
+       coalesce(sum(t.amount) FILTER (WHERE t.txn_type = 'refund'), 0)::bigint AS refunds_amount
+FROM transactions t
+LEFT JOIN transactions o ON o.transaction_id = t.original_transaction_id
+WHERE t.terminal_id = $1 AND t.batch_no = $2 AND t.response_code = '00'
+  AND t.txn_type IN ('purchase', 'refund') AND NOT t.reversed
+  -- A reversed purchase leaves the batch with its refunds: the reversal returned the rest.
+  AND NOT (t.txn_type = 'refund' AND coalesce(o.reversed, false))
 """
 
 

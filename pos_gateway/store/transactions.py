@@ -14,6 +14,8 @@ from uuid import UUID
 
 import asyncpg
 
+from pos_gateway.domain.decisions import MAX_PIN_FAILURES
+
 _RETURNING = """
 RETURNING terminal_id, local_date, stan, request_hash, txn_type, transaction_id, rrn,
           amount, balance, response_code, auth_code
@@ -169,9 +171,15 @@ WITH card AS (
            a.balance
     FROM cards c JOIN individual_accounts a USING (account_id)
     WHERE c.card_id = $7
+), account_lock AS (
+    -- The account before the card, the order group commit takes them in: no deadlock.
+    SELECT account_id FROM individual_accounts
+    WHERE account_id = (SELECT account_id FROM card)
+    FOR NO KEY UPDATE
 ), pin_reset AS (
     UPDATE cards SET pin_failures = 0
     WHERE card_id = $7 AND pin_failures BETWEEN 1 AND $10 - 1
+      AND EXISTS (SELECT 1 FROM account_lock)
 ), debit AS (
     UPDATE individual_accounts SET balance = balance - $8
     WHERE $5 = 'purchase' AND account_id = (SELECT account_id FROM card)
@@ -316,29 +324,55 @@ ON CONFLICT (terminal_id, local_date, stan) DO NOTHING
 RETURNING transaction_id
 """
 
+_FIND_ORIGINAL = """
+SELECT local_date FROM transactions
+WHERE terminal_id = $1 AND stan = $2 AND local_date = ANY($3::date[]) AND txn_type <> 'blocked'
+ORDER BY local_date DESC
+LIMIT 1
+"""
+
+# $9: the original's local date. A purchase is reversed only while it is in the terminal's
+# open batch: once the batch is closed and reconciled the money is settled, and the
+# reversal is declined (12) rather than acknowledged without effect. A refund is final:
+# its reversal is declined too. Anything else (declined, unknown, already reversed) is
+# acknowledged with nothing to do.
 _REVERSAL = f"""
 WITH target AS (
-    SELECT transaction_id FROM transactions
-    WHERE terminal_id = $1 AND local_date = $2 AND stan = $7
+    SELECT transaction_id, txn_type, response_code, batch_no FROM transactions
+    WHERE terminal_id = $1 AND local_date = $9 AND stan = $7
+), open_batch AS (
+    SELECT current_batch FROM terminals WHERE terminal_id = $1
 ), original AS (
     UPDATE transactions SET reversed = true
-    WHERE terminal_id = $1 AND local_date = $2 AND stan = $7
+    WHERE terminal_id = $1 AND local_date = $9 AND stan = $7
       AND txn_type = 'purchase' AND response_code = '00' AND NOT reversed
+      AND batch_no = (SELECT current_batch FROM open_batch)
     RETURNING transaction_id, account_id, card_id, amount - refunded_amount AS unreturned
 ), credit AS (
     UPDATE individual_accounts a SET balance = a.balance + o.unreturned
     FROM original o
     WHERE a.account_id = o.account_id AND o.unreturned > 0
     RETURNING a.account_id, a.balance, o.unreturned
+), decision AS (
+    SELECT CASE
+        WHEN EXISTS (SELECT 1 FROM original) THEN '00'
+        WHEN EXISTS (SELECT 1 FROM target WHERE response_code = '00' AND txn_type = 'refund')
+            THEN '12'
+        WHEN EXISTS (SELECT 1 FROM target
+                     WHERE response_code = '00' AND txn_type = 'purchase'
+                       AND batch_no <> (SELECT current_batch FROM open_batch))
+            THEN '12'
+        ELSE '00' END AS code
 ), txn AS (
     INSERT INTO transactions (terminal_id, local_date, stan, request_hash, txn_type,
                               merchant_id, card_id, account_id, amount, response_code,
                               balance, auth_code, original_transaction_id)
     SELECT $1, $2, $3, $4, $5, $6,
            (SELECT card_id FROM original), (SELECT account_id FROM original),
-           coalesce((SELECT unreturned FROM original), 0), '00',
-           (SELECT balance FROM credit), $8,
+           coalesce((SELECT unreturned FROM original), 0), code,
+           (SELECT balance FROM credit), CASE WHEN code = '00' THEN $8 END,
            coalesce((SELECT transaction_id FROM original), (SELECT transaction_id FROM target))
+    FROM decision
     RETURNING *
 ), journal_line AS (
     INSERT INTO journal (account_id, kind, amount, balance_after, transaction_id,
@@ -359,22 +393,33 @@ async def record_reversal(
     merchant_id: str,
     original_stan: str,
     auth_code: str,
+    original_dates: list[date],
 ) -> StoredAnswer:
-    """Cancel this terminal's request (same local date, `original_stan`).
+    """Cancel this terminal's request `original_stan` of one of `original_dates` (the
+    original's local date when the terminal sent it, else the reversal's date and the day
+    before, for a reversal that crosses midnight).
 
-    One transaction: first try to reserve the original's key with a 'blocked' row. If that
-    succeeds the original has not arrived, and when it does it finds its key taken and is
-    declined without touching money. If the key is taken, the original exists (committed:
-    the insert waited for it), and the reversal marks it reversed and credits back what was
-    not refunded yet, once: a second reversal finds it already reversed and credits 0."""
+    One transaction. If the original is there, it is reversed (see _REVERSAL). If not,
+    its key is reserved with a 'blocked' row on each candidate date, so an original that
+    arrives later finds its key taken and is declined without touching money. A
+    reservation that conflicts means the original arrived meanwhile: the insert waited for
+    its commit, so it is found and reversed."""
     try:
         async with pool.acquire() as conn, conn.transaction():
-            await conn.fetchval(
-                _BLOCK_ORIGINAL, key.terminal_id, key.local_date, original_stan, merchant_id
+            found = await conn.fetchval(
+                _FIND_ORIGINAL, key.terminal_id, original_stan, original_dates
             )
+            if found is None:
+                for day in original_dates:
+                    await conn.fetchval(
+                        _BLOCK_ORIGINAL, key.terminal_id, day, original_stan, merchant_id
+                    )
+                found = await conn.fetchval(
+                    _FIND_ORIGINAL, key.terminal_id, original_stan, original_dates
+                )
             row = await conn.fetchrow(
                 _REVERSAL, *_key_args(key), request_hash, txn_type, merchant_id,
-                original_stan, auth_code,
+                original_stan, auth_code, found or original_dates[0],
             )  # fmt: skip
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name == "transactions_pkey":
@@ -470,7 +515,9 @@ async def record_good_pin_batch(
             outcome = decide(request, card, balances[card["account_id"]])
             balances[card["account_id"]] = outcome.balance
             approved = outcome.code == "00"
-            if approved and card["pin_failures"] > 0:
+            # The PIN was right, whatever the decision: the failure count starts over
+            # (unless the card got locked meanwhile).
+            if 0 < card["pin_failures"] < MAX_PIN_FAILURES:
                 resets.append(request.card_id)
             values = (
                 request.key.terminal_id, request.key.local_date, request.key.stan,
