@@ -268,6 +268,10 @@ TRANSACTION_REQUEST: Schema = {
         "currency": {"const": "CNY"},
         "original_rrn": {"type": "string", "pattern": "^[0-9]{12}$"},
         "original_stan": {"type": "string", "pattern": "^[0-9]{6}$"},
+        "original_local_time": {
+            "type": "string",
+            "description": "reversal only: the original's local_time (ISO 8601 with offset)",
+        },
     },
     "required": ["type", "stan", "local_time"],
     "additionalProperties": False,
