@@ -149,14 +149,20 @@ def _serve(settings: Settings, host: str, port: int, *, reuse_port: bool = False
     from pos_gateway.app import create_app
 
     log.info("gateway_starting", host=host, port=port, embedded=settings.database_url is None)
-    web.run_app(
-        create_app(settings),
-        host=host,
-        port=port,
-        access_log=None,
-        print=None,
-        reuse_port=reuse_port or None,
-    )
+    try:
+        web.run_app(
+            create_app(settings),
+            host=host,
+            port=port,
+            access_log=None,
+            print=None,
+            reuse_port=reuse_port or None,
+        )
+    except OSError as exc:
+        # A taken port or a database that cannot start: one clear line, not a traceback.
+        log.error("gateway_failed", error=str(exc))
+        print(f"pos-gateway: cannot serve on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     log.info("gateway_stopped")
     return 0
 

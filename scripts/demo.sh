@@ -17,11 +17,17 @@ stop() {
 }
 trap stop EXIT INT TERM
 
-if ! terminal-sim wait --url "$URL" --timeout 90; then
-    echo "the gateway did not become healthy; last log lines:" >&2
-    tail -n 20 "$LOG" >&2
-    exit 1
-fi
+# Wait for /healthz, but give up at once if the gateway died (port taken, bad config).
+waited=0
+until terminal-sim wait --url "$URL" --timeout 1 2>/dev/null; do
+    waited=$((waited + 1))
+    if ! kill -0 "$GATEWAY" 2>/dev/null || [ "$waited" -ge 90 ]; then
+        echo "the gateway did not become healthy (is port $PORT free? POS_DEMO_PORT picks" \
+             "another); last log lines:" >&2
+        tail -n 20 "$LOG" >&2
+        exit 1
+    fi
+done
 echo "== loading the demo world"
 pos-gateway demo-data --out "$DATA_DIR/demo.json" 2>>"$LOG"
 echo "== demo world written to $DATA_DIR/demo.json (terminal keys and card PINs: keep private)"
