@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections import Counter
 
 import pytest
+
+from pos_gateway.http.state import SERVICES
 
 from .conftest import World
 
@@ -66,8 +70,42 @@ async def test_concurrent_wrong_pins_lock_after_exactly_three(world: World, db) 
     )
 
     codes = Counter(answer.body["response_code"] for _, answer in answers)
-    # Each wrong try is counted exactly once; whatever the interleaving, at most two
-    # answers can be 55 and the card ends locked.
-    assert codes["55"] <= 2 and codes["55"] + codes["75"] == 6
+    # PIN checks of one card take turns: exactly two tries are answered 55, then the
+    # card is locked and every other try of the burst is 75.
+    assert codes == {"55": 2, "75": 4}
     failures = await db.fetchval("SELECT pin_failures FROM cards WHERE pan = $1", card["pan"])
     assert failures == 3
+
+
+async def test_pin_checks_of_one_card_take_turns(world: World, client) -> None:
+    """A burst of guesses on one card is verified one at a time, each after the previous
+    one is counted, so the third wrong PIN locks the card for the rest of the burst."""
+    service = client.app[SERVICES].transactions
+    real_verify = service._pins.verify
+    guard = threading.Lock()
+    running, most = 0, 0
+
+    def watched_verify(pin_hash: str, pin: str) -> bool:
+        nonlocal running, most
+        with guard:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.02)
+        try:
+            return real_verify(pin_hash, pin)
+        finally:
+            with guard:
+                running -= 1
+
+    service._pins.verify = watched_verify
+    merchant = await world.merchant()
+    terminals = [await world.terminal(merchant) for _ in range(8)]
+    card = await world.card()
+
+    answers = await asyncio.gather(
+        *(t.transact("balance_inquiry", pan=card["pan"], pin="0000") for t in terminals)
+    )
+
+    assert most == 1
+    codes = Counter(answer.body["response_code"] for _, answer in answers)
+    assert codes == {"55": 2, "75": 6}

@@ -95,7 +95,8 @@ async def test_gateway_recovers_when_the_database_returns(
 async def test_requests_beyond_the_pin_queue_are_shed_with_91_and_not_recorded(
     aiohttp_client, settings: Settings, db
 ) -> None:
-    slow_hash = Argon2Params(time_cost=3, memory_cost_kib=8192, parallelism=1)
+    # Slow enough (~0.1 s a check) that the burst arrives while the first PIN is hashed.
+    slow_hash = Argon2Params(time_cost=4, memory_cost_kib=32768, parallelism=1)
     app = create_app(
         dataclasses.replace(settings, argon2=slow_hash, pin_threads=1, pin_queue_max=1)
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -121,6 +122,10 @@ class TransactionService:
         self._group_commit = group_commit
         self._pin_queue_max = pin_queue_max
         self._pin_pending = 0
+        # A lock per card with a request in progress; entries go when no one holds them.
+        self._card_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def process(
         self,
@@ -205,25 +210,7 @@ class TransactionService:
             card = context.card
         else:
             card = await people.get_card(self._pool, pan)
-        standing = (
-            CardStanding(
-                status=card["status"],
-                expires_on=card["expires_on"],
-                pin_failures=card["pin_failures"],
-                account_status=card["account_status"],
-            )
-            if card is not None
-            else None
-        )
-        decline = decide_before_pin(
-            txn_type=request.txn_type,
-            amount=request.amount,
-            max_amount=self._max_amount,
-            merchant=terminal.merchant,
-            card=standing,
-            pan_luhn_ok=pan_ok,
-            today=self._today(),
-        )
+        decline = self._decline_before_pin(terminal, request, card, pan_ok)
         needs_hash = decline is None or (
             decline == Code.INVALID_CARD and request.txn_type in PIN_TYPES
         )
@@ -246,6 +233,52 @@ class TransactionService:
                 decline.value,
             )
         assert card is not None and pan is not None and request.pin_block is not None
+        # PIN checks of one card take turns (in this process): a burst of guesses is
+        # counted one by one, so the lock after three wrong PINs holds for the burst too.
+        lock = self._card_locks.get(card["card_id"])
+        if lock is None:
+            lock = self._card_locks[card["card_id"]] = asyncio.Lock()
+        contended = lock.locked()
+        async with lock:
+            if contended:
+                # Another request on this card went first: judge on the card as it left it.
+                card = await people.get_card(self._pool, pan)
+                decline = self._decline_before_pin(terminal, request, card, pan_ok)
+                if decline is not None:
+                    return await store.record_decline(
+                        self._pool, *common, card["card_id"], card["account_id"],
+                        request.amount, decline.value,
+                    )  # fmt: skip
+            return await self._check_pin_and_record(terminal, request, common, card)
+
+    def _decline_before_pin(
+        self, terminal: Terminal, request: TransactionRequest, card: Any, pan_ok: bool
+    ) -> Code | None:
+        standing = (
+            CardStanding(
+                status=card["status"],
+                expires_on=card["expires_on"],
+                pin_failures=card["pin_failures"],
+                account_status=card["account_status"],
+            )
+            if card is not None
+            else None
+        )
+        return decide_before_pin(
+            txn_type=request.txn_type,
+            amount=request.amount,
+            max_amount=self._max_amount,
+            merchant=terminal.merchant,
+            card=standing,
+            pan_luhn_ok=pan_ok,
+            today=self._today(),
+        )
+
+    async def _check_pin_and_record(
+        self, terminal: Terminal, request: TransactionRequest, common: tuple, card: Any
+    ) -> StoredAnswer:
+        assert request.pin_block is not None and request.pan is not None
+        pan = request.pan
         pin_ok = await self._pin_matches(terminal, request.pin_block, pan, card["pin_hash"])
         log.debug("pin_checked", pan=pan, ok=pin_ok)
         if not pin_ok:
