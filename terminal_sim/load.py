@@ -48,6 +48,9 @@ PROGRESS_INTERVAL_S = 0.5
 CONNECTION_BACKOFF_S = 0.1
 
 
+STAN_COLLISION_RETRIES = 4
+
+
 class LoadError(ValueError):
     """The load test cannot start as asked (bad mix, no designated terminal...)."""
 
@@ -290,11 +293,22 @@ class LoadRun:
             fields["pin_block"] = block
         if txn_type != "balance_inquiry":
             fields["amount"] = self.config.amount_fen
-        body = sim.terminal.transaction_body(txn_type, **fields)
         self.stats.request_sent(txn_type)
-        sent_at = time.perf_counter()
         try:
-            answer = await sim.terminal.send(TRANSACTIONS_PATH, encode_body(body))
+            for _ in range(STAN_COLLISION_RETRIES):
+                body = sim.terminal.transaction_body(txn_type, **fields)
+                sent_at = time.perf_counter()
+                answer = await sim.terminal.send(TRANSACTIONS_PATH, encode_body(body))
+                if answer.status != 200 or answer.body.get("response_code") != "94":
+                    break
+                # 94: this STAN was already used today by an earlier run on the same
+                # terminal (a simulator keeps no STAN counter between runs). Counted, and
+                # sent again under the next STAN, as a terminal would after resyncing.
+                self.stats.stan_collisions += 1
+                fields["stan"] = sim.next_stan()
+        except StanSpaceExhausted:
+            self.stats.error(txn_type, "stan_exhausted")
+            return "exhausted"
         except TimeoutError:
             self.stats.error(txn_type, "timeout")
             self._reverse_later(sim, txn_type, body)

@@ -64,6 +64,7 @@ class LoadStats:
         self.reversal_attempts = 0
         self.reversal_codes: Counter[str] = Counter()
         self.reversal_errors: Counter[str] = Counter()
+        self.stan_collisions = 0  # 94 from STANs an earlier run used today; resent
         # Per second of the run (from `started`): answers and their latencies, for charts.
         self.started: float | None = None
         self.per_second: defaultdict[int, list[int]] = defaultdict(list)
@@ -128,6 +129,7 @@ def build_report(stats: LoadStats, *, settings: dict[str, Any], elapsed_s: float
         "by_type": {t: dict(sorted(c.items())) for t, c in sorted(stats.by_type.items())},
         "errors": dict(sorted(stats.errors.items())),
         "errors_total": sum(stats.errors.values()),
+        "stan_collisions": stats.stan_collisions,
         "approved_purchases": {
             "count": stats.approved_purchases,
             "amount_fen": stats.approved_amount,

@@ -307,6 +307,35 @@ async def test_a_purchase_that_times_out_is_reversed_by_its_stan(aiohttp_server:
     assert len(set(keys)) == len(keys)
 
 
+async def test_a_stan_used_by_an_earlier_run_is_resent_under_the_next(
+    aiohttp_server: Any,
+) -> None:
+    """A stand-in gateway that answers 94 to the first request of each terminal."""
+    seen: dict[str, list[str]] = {}
+
+    async def transactions(request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        stans = seen.setdefault(request.headers["X-Terminal-Id"], [])
+        stans.append(body["stan"])
+        code = "94" if len(stans) == 1 else "00"
+        return web.json_response({"response_code": code, "stan": body["stan"], "amount": 100})
+
+    app = web.Application()
+    app.router.add_post("/v1/transactions", transactions)
+    server = await aiohttp_server(app)
+    config = LoadConfig(
+        url=str(server.make_url("")), terminals=1, duration_s=0.3,
+        mix=parse_mix("purchase=1"), seed=1,
+    )  # fmt: skip
+
+    report = await run_load(config, _fake_world(1))
+
+    [stans] = seen.values()
+    assert report["stan_collisions"] == 1
+    assert "94" not in report["response_codes"] and report["response_codes"]["00"] >= 1
+    assert stans[1] != stans[0] and len(set(stans)) == len(stans)
+
+
 async def test_load_stops_by_itself_against_a_gateway_that_is_down() -> None:
     config = LoadConfig(url="http://127.0.0.1:9", terminals=2, duration_s=0.3, timeout_s=1)
 
