@@ -41,6 +41,16 @@ class _Pending:
     request: GoodPinRequest
     futures: list[asyncio.Future[StoredAnswer]] = field(default_factory=list)
 
+    def settle(self, answer: StoredAnswer | None, error: BaseException | None = None) -> None:
+        """Give every waiter (the request and its in-batch copies) the outcome once."""
+        for future in self.futures:
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(answer)
+
 
 class GroupCommitter:
     def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 256, flushers: int = 1) -> None:
@@ -86,9 +96,9 @@ class GroupCommitter:
         if len(batch) == 1:
             # Alone (light load, or the PIN hash is the bottleneck): one statement is one
             # round trip, where a batch transaction takes four.
-            await self._one_by_one(batch[0])
-            self.batches += 1
-            self.requests += 1
+            if await self._one_by_one(batch[0]):
+                self.batches += 1
+                self.requests += 1
             return
         requests = [p.request for p in batch]
         try:
@@ -101,18 +111,16 @@ class GroupCommitter:
             return
         except Exception as exc:
             for pending in batch:
-                for future in pending.futures:
-                    if not future.done():
-                        future.set_exception(exc)
+                pending.settle(None, exc)
             return
         self.batches += 1
         self.requests += len(batch)
         for pending, answer in zip(batch, answers, strict=True):
-            for future in pending.futures:
-                if not future.done():
-                    future.set_result(answer)
+            pending.settle(answer)
 
-    async def _one_by_one(self, pending: _Pending) -> None:
+    async def _one_by_one(self, pending: _Pending) -> bool:
+        """Record one request by the single statement; False when it failed (its waiters
+        then have the exception, DuplicateKey included: the caller re-reads the key)."""
         r = pending.request
         try:
             answer = await store.record_after_good_pin(
@@ -120,13 +128,10 @@ class GroupCommitter:
                 r.amount, r.auth_code, MAX_PIN_FAILURES,
             )  # fmt: skip
         except Exception as exc:
-            for future in pending.futures:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for future in pending.futures:
-            if not future.done():
-                future.set_result(answer)
+            pending.settle(None, exc)
+            return False
+        pending.settle(answer)
+        return True
 
     async def close(self) -> None:
         self._closed = True
