@@ -224,14 +224,7 @@ class TransactionService:
             # which card numbers exist.
             await self._verify_pin(None, "0000")
         if decline is not None:
-            return await store.record_decline(
-                self._pool,
-                *common,
-                card["card_id"] if card else None,
-                card["account_id"] if card else None,
-                request.amount,
-                decline.value,
-            )
+            return await self._record_card_decline(common, card, request, decline)
         assert card is not None and pan is not None and request.pin_block is not None
         # PIN checks of one card take turns (in this process): a burst of guesses is
         # counted one by one, so the lock after three wrong PINs holds for the burst too.
@@ -245,11 +238,20 @@ class TransactionService:
                 card = await people.get_card(self._pool, pan)
                 decline = self._decline_before_pin(terminal, request, card, pan_ok)
                 if decline is not None:
-                    return await store.record_decline(
-                        self._pool, *common, card["card_id"], card["account_id"],
-                        request.amount, decline.value,
-                    )  # fmt: skip
+                    return await self._record_card_decline(common, card, request, decline)
             return await self._check_pin_and_record(terminal, request, common, card)
+
+    async def _record_card_decline(
+        self, common: tuple, card: Any, request: TransactionRequest, decline: Code
+    ) -> StoredAnswer:
+        return await store.record_decline(
+            self._pool,
+            *common,
+            card["card_id"] if card else None,
+            card["account_id"] if card else None,
+            request.amount,
+            decline.value,
+        )
 
     def _decline_before_pin(
         self, terminal: Terminal, request: TransactionRequest, card: Any, pan_ok: bool
