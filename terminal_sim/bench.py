@@ -37,6 +37,7 @@ import aiohttp
 import argon2
 import psutil
 
+from terminal_sim.client import wait_healthy
 from terminal_sim.demo import DemoWorld
 from terminal_sim.load import LoadConfig, run_load
 
@@ -92,16 +93,11 @@ class Gateway:
         self._process = subprocess.Popen(  # noqa: S603, ASYNC220 - our interpreter and module
             self._command, env=self._env, stdout=self._log, stderr=self._log
         )
-        deadline = time.monotonic() + timeout_s
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            while time.monotonic() < deadline:
-                if self._process.poll() is not None:
-                    raise BenchError(f"gateway exited at start; see {self._log.name}")
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with session.get(self.url + "/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                await asyncio.sleep(0.3)
+        process = self._process
+        if await wait_healthy(self.url, timeout_s, lambda: process.poll() is None):
+            return
+        if process.poll() is not None:
+            raise BenchError(f"gateway exited at start; see {self._log.name}")
         raise BenchError(f"gateway not healthy after {timeout_s:.0f} s; see {self._log.name}")
 
     def worker_peak_rss(self) -> dict[str, int]:

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import aiohttp
 from rich.console import Console
 
-from terminal_sim.client import Answer, Terminal, TerminalConfig
+from terminal_sim.client import Answer, Terminal, TerminalConfig, wait_healthy
 from terminal_sim.demo import DemoLookupError, DemoWorld
 from terminal_sim.load import DEFAULT_MIX, LoadConfig, LoadError, parse_mix, run_load
 from terminal_sim.protocol import (
@@ -519,16 +518,8 @@ async def _scenario(args: argparse.Namespace) -> int:
 
 
 async def _wait(url: str, timeout_s: float) -> int:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(url.rstrip("/") + "/healthz") as resp:
-                    if resp.status == 200:
-                        return 0
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            await asyncio.sleep(0.2)
+    if await wait_healthy(url, timeout_s):
+        return 0
     print(f"terminal-sim: gateway at {url} not healthy after {timeout_s:.0f} s", file=sys.stderr)
     return 1
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,3 +120,21 @@ class Terminal:
     async def open_batch(self) -> Answer:
         """Ask which batch is open: {"batch_no": N}, for a terminal that lost its count."""
         return await self._signed("GET", OPEN_BATCH_PATH, b"")
+
+
+async def wait_healthy(
+    url: str, timeout_s: float, still_starting: Callable[[], bool] = lambda: True
+) -> bool:
+    """Poll GET /healthz until it answers 200 (True), `timeout_s` passes, or
+    `still_starting()` says the gateway process is gone (False)."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while time.monotonic() < deadline and still_starting():
+            try:
+                async with session.get(url.rstrip("/") + "/healthz") as resp:
+                    if resp.status == 200:
+                        return True
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.2)
+    return False
