@@ -6,8 +6,7 @@ import json
 
 import asyncpg
 
-from pos_gateway.errors import BadRequest
-from pos_gateway.services.reports import StatementPage, decode_cursor, encode_cursor
+from pos_gateway.services.reports import StatementPage, check_limit, cut_page, decode_cursor
 from pos_gateway.store import audit
 
 MAX_PAGE = 1000
@@ -22,8 +21,7 @@ async def audit_trail_page(
     cursor: str | None,
     limit: int,
 ) -> StatementPage:
-    if not 1 <= limit <= MAX_PAGE:
-        raise BadRequest(f"limit must be 1..{MAX_PAGE}", code="invalid_limit")
+    check_limit(limit, MAX_PAGE)
     rows = await audit.entries(
         pool,
         subject_kind=subject_kind,
@@ -32,8 +30,7 @@ async def audit_trail_page(
         before=decode_cursor(cursor) if cursor else None,
         limit=limit + 1,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, next_cursor = cut_page(rows, limit, "audit_id")
     entries = [
         {
             "audit_id": r["audit_id"],
@@ -49,4 +46,4 @@ async def audit_trail_page(
         }
         for r in rows
     ]
-    return StatementPage(entries, encode_cursor(rows[-1]["audit_id"]) if more else None)
+    return StatementPage(entries, next_cursor)

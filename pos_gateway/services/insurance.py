@@ -42,7 +42,7 @@ from pos_gateway.domain.months import (
 )
 from pos_gateway.errors import BadRequest, Conflict, NotFound
 from pos_gateway.services.admin import checked_ssn
-from pos_gateway.services.reports import decode_cursor, encode_cursor
+from pos_gateway.services.reports import check_limit, cut_page, decode_cursor
 from pos_gateway.store import audit, insurance, people
 
 log = structlog.get_logger("pos_gateway.insurance")
@@ -519,13 +519,14 @@ class InsuranceService:
         self, month: date, cursor: str | None, limit: int
     ) -> dict[str, Any]:
         """The month's summary and one page of per-person lines, in account order."""
-        if not 1 <= limit <= MAX_REPORT_LINES:
-            raise BadRequest(f"limit must be 1..{MAX_REPORT_LINES}", code="invalid_limit")
+        check_limit(limit, MAX_REPORT_LINES)
         month = month_of(month)
         after = decode_cursor(cursor) if cursor else 0
-        rows = await insurance.allocation_lines(self._pool, month, after, limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows, next_cursor = cut_page(
+            await insurance.allocation_lines(self._pool, month, after, limit + 1),
+            limit,
+            "account_id",
+        )
         lines = [
             {
                 "account_id": r["account_id"],
@@ -541,7 +542,7 @@ class InsuranceService:
         return {
             **await self.allocation_summary(month),
             "lines": lines,
-            "next_cursor": encode_cursor(rows[-1]["account_id"]) if more else None,
+            "next_cursor": next_cursor,
         }
 
     # The person at the counter --------------------------------------------------------

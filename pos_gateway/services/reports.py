@@ -38,16 +38,29 @@ def decode_cursor(cursor: str) -> int:
         raise BadRequest("cursor is not one this API gave out", code="invalid_cursor") from None
 
 
+def check_limit(limit: int, most: int = MAX_PAGE) -> None:
+    if not 1 <= limit <= most:
+        raise BadRequest(f"limit must be 1..{most}", code="invalid_limit")
+
+
+def cut_page(rows: list[Any], limit: int, key: str) -> tuple[list[Any], str | None]:
+    """Keyset paging: `rows` was fetched with limit + 1; the extra row only says that
+    another page exists, whose cursor is the last kept row's `key`."""
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1][key])
+
+
 async def statement(
     pool: asyncpg.Pool, account_id: int, cursor: str | None, limit: int
 ) -> StatementPage:
     """Allocation and consumption records, newest first; pass next_cursor for the next page."""
-    if not 1 <= limit <= MAX_PAGE:
-        raise BadRequest(f"limit must be 1..{MAX_PAGE}", code="invalid_limit")
+    check_limit(limit)
     before = decode_cursor(cursor) if cursor else None
-    rows = await reports.statement_page(pool, account_id, before, limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, next_cursor = cut_page(
+        await reports.statement_page(pool, account_id, before, limit + 1), limit, "entry_id"
+    )
     entries = [
         {
             "entry_id": r["entry_id"],
@@ -63,7 +76,7 @@ async def statement(
         }
         for r in rows
     ]
-    return StatementPage(entries, encode_cursor(rows[-1]["entry_id"]) if more else None)
+    return StatementPage(entries, next_cursor)
 
 
 async def settlement(pool: asyncpg.Pool, day: date, merchant_id: str | None) -> list[dict]:
