@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from pos_gateway.domain.cards import luhn_valid, mask_pan
+from pos_gateway.domain.cards import luhn_valid
 from pos_gateway.domain.decisions import (
     MAX_PIN_FAILURES,
     MESSAGES,
@@ -312,7 +312,7 @@ class TransactionService:
         except PinBlockError:
             # Wrong key or a block bound to another PAN: the cardholder's PIN cannot be
             # known, so it is answered and counted as a wrong PIN.
-            log.warning("pin_block_undecipherable", pan=mask_pan(pan))
+            log.warning("pin_block_undecipherable", pan=pan)  # masked by the log processor
             return await self._verify_pin(None, "0000")
         return await self._verify_pin(pin_hash, pin)
 
