@@ -8,47 +8,24 @@ import re
 from datetime import date, datetime
 from typing import Any
 
-from pos_gateway.domain.cards import pan_well_formed
-from pos_gateway.domain.money import CURRENCY, is_fen_amount
+import msgspec
+from msgspec import UNSET
+
+from pos_gateway.domain.money import is_fen_amount
 from pos_gateway.errors import BadRequest
-from pos_gateway.security.pins import PIN_BLOCK_BYTES
+from pos_gateway.http.messages import (
+    content_hash,
+    decode_batch_close,
+    decode_transaction,
+    identity,
+)
 from pos_gateway.services.transactions import TransactionRequest
 
 MAX_BODY_BYTES = 16 * 1024
 STAN_RE = re.compile(r"[0-9]{6}")
 TERMINAL_ID_RE = re.compile(r"[0-9A-Z]{8}")
 MERCHANT_ID_RE = re.compile(r"[0-9A-Z]{15}")
-_PIN_BLOCK_RE = re.compile(rf"[0-9a-fA-F]{{{2 * PIN_BLOCK_BYTES}}}")
 
-_COMMON = {"type", "stan", "local_time"}
-# type -> (required fields, optional fields)
-TRANSACTION_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "purchase": (
-        frozenset(_COMMON | {"pan", "pin_block", "amount", "currency"}),
-        frozenset(),
-    ),
-    "balance_inquiry": (frozenset(_COMMON | {"pan", "pin_block"}), frozenset({"currency"})),
-    "cash_withdrawal": (
-        frozenset(_COMMON | {"pan", "amount", "currency"}),
-        frozenset({"pin_block"}),
-    ),
-    "transfer": (
-        frozenset(_COMMON | {"pan", "amount", "currency"}),
-        frozenset({"pin_block"}),
-    ),
-    "refund": (
-        frozenset(_COMMON | {"original_rrn", "amount", "currency"}),
-        frozenset({"pan"}),
-    ),
-    # The original's amount and card may be sent along; the gateway reverses what it
-    # recorded, not what the reversal claims.
-    # original_local_time (ISO 8583 field 90 in spirit) pins the original's date; without
-    # it the original is looked for on the reversal's date and the day before.
-    "reversal": (
-        frozenset(_COMMON | {"original_stan"}),
-        frozenset({"pan", "amount", "currency", "original_local_time"}),
-    ),
-}
 RRN_RE = re.compile(r"[0-9]{12}")
 
 
@@ -67,85 +44,30 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 
 def parse_transaction(body: bytes) -> TransactionRequest:
     """Validate a POST /v1/transactions body strictly: unknown or mistyped fields are 400."""
-    data = parse_json_object(body)
-    txn_type = data.get("type")
-    if not isinstance(txn_type, str):
-        raise BadRequest("type is required and must be a string", code="missing_field")
-    if txn_type not in TRANSACTION_FIELDS:
-        raise BadRequest(f"unknown transaction type {txn_type[:40]!r}", code="unknown_type")
-    required, optional = TRANSACTION_FIELDS[txn_type]
-    missing = sorted(required - data.keys())
-    if missing:
-        raise BadRequest(f"missing field(s): {', '.join(missing)}", code="missing_field")
-    extra = sorted(data.keys() - required - optional)
-    if extra:
-        raise BadRequest(
-            f"unexpected field(s): {', '.join(e[:40] for e in extra[:5])}", code="unexpected_field"
-        )
-
-    stan = data["stan"]
-    if not isinstance(stan, str) or not STAN_RE.fullmatch(stan):
-        raise BadRequest("stan must be a string of 6 digits", code="invalid_stan")
-    local_date = _local_date(data["local_time"], "local_time")
-
-    pan = data.get("pan")
-    if pan is not None and (not isinstance(pan, str) or not pan_well_formed(pan)):
-        raise BadRequest("pan must be a string of 16 to 19 digits", code="invalid_pan")
-
-    pin_block = None
-    if "pin_block" in data:
-        raw = data["pin_block"]
-        if not isinstance(raw, str) or not _PIN_BLOCK_RE.fullmatch(raw):
-            raise BadRequest(
-                f"pin_block must be {2 * PIN_BLOCK_BYTES} hex characters (ISO 9564 format 4)",
-                code="invalid_pin_block",
-            )
-        pin_block = bytes.fromhex(raw)
-
-    amount = data.get("amount")
-    if "amount" in data and not is_fen_amount(amount):
-        raise BadRequest(
-            "amount must be a non-negative integer number of fen", code="invalid_amount"
-        )
-    if "currency" in data and data["currency"] != CURRENCY:
-        raise BadRequest(f"currency must be {CURRENCY!r}", code="invalid_currency")
-
-    original_rrn = data.get("original_rrn")
-    if "original_rrn" in data and (
-        not isinstance(original_rrn, str) or not RRN_RE.fullmatch(original_rrn)
-    ):
-        raise BadRequest("original_rrn must be a string of 12 digits", code="invalid_rrn")
-    original_stan = data.get("original_stan")
-    if "original_stan" in data and (
-        not isinstance(original_stan, str) or not STAN_RE.fullmatch(original_stan)
-    ):
-        raise BadRequest("original_stan must be a string of 6 digits", code="invalid_stan")
-
-    original_local_date = (
-        _local_date(data["original_local_time"], "original_local_time")
-        if "original_local_time" in data
-        else None
-    )
-
-    # The PIN block is left out of the request's identity: format 4 pads with random
-    # bytes, so a terminal that re-enciphers the PIN for a retransmission still sends
-    # the same request.
-    identity = {k: v for k, v in data.items() if k != "pin_block"}
-    content_hash = hashlib.sha256(
-        json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()
-    ).digest()
+    message = decode_transaction(body)
+    local_date = _local_date(message.local_time, "local_time")
+    pin_block = getattr(message, "pin_block", UNSET)
+    original_local_time = getattr(message, "original_local_time", UNSET)
     return TransactionRequest(
-        txn_type=txn_type,
-        stan=stan,
+        txn_type=message.__struct_config__.tag,  # type: ignore[arg-type]
+        stan=message.stan,
         local_date=local_date,
-        pan=pan,
-        pin_block=pin_block,
-        amount=amount,
-        content_hash=content_hash,
-        original_rrn=original_rrn,
-        original_stan=original_stan,
-        original_local_date=original_local_date,
+        pan=_given(getattr(message, "pan", UNSET)),
+        pin_block=None if pin_block is UNSET else bytes.fromhex(pin_block),
+        amount=_given(getattr(message, "amount", UNSET)),
+        content_hash=content_hash(identity(message)),
+        original_rrn=_given(getattr(message, "original_rrn", UNSET)),
+        original_stan=_given(getattr(message, "original_stan", UNSET)),
+        original_local_date=(
+            None
+            if original_local_time is UNSET
+            else _local_date(original_local_time, "original_local_time")
+        ),
     )
+
+
+def _given(value: Any) -> Any:
+    return None if value is UNSET else value
 
 
 def _local_date(value: object, name: str) -> date:
@@ -224,25 +146,13 @@ def only_fields(data: dict[str, Any], allowed: set[str]) -> None:
 
 def parse_batch_close(body: bytes) -> tuple[int, dict[str, Any], bytes]:
     """{"batch_no": 7, "purchases": {"count", "amount"}, "refunds": {"count", "amount"}}."""
-    data = parse_json_object(body)
-    only_fields(data, {"batch_no", "purchases", "refunds"})
-    batch_no = data.get("batch_no")
-    if type(batch_no) is not int or not 0 < batch_no < 2**31:
-        raise BadRequest("batch_no must be a positive integer", code="invalid_batch_no")
-    figures: dict[str, Any] = {}
-    for name in ("purchases", "refunds"):
-        part = data.get(name)
-        if not isinstance(part, dict) or set(part) != {"count", "amount"}:
-            raise BadRequest(f"{name} must be {{count, amount}}", code="invalid_figures")
-        count = part["count"]
-        if type(count) is not int or not 0 <= count < 2**31 or not is_fen_amount(part["amount"]):
-            raise BadRequest(
-                f"{name}.count and {name}.amount must be non-negative integers",
-                code="invalid_figures",
-            )
-        figures[name] = {"count": count, "amount": part["amount"]}
-    digest = hashlib.sha256(json.dumps([batch_no, figures], sort_keys=True).encode()).digest()
-    return batch_no, figures, digest
+    close = decode_batch_close(body)
+    figures: dict[str, Any] = {
+        "purchases": msgspec.to_builtins(close.purchases),
+        "refunds": msgspec.to_builtins(close.refunds),
+    }
+    digest = hashlib.sha256(json.dumps([close.batch_no, figures], sort_keys=True).encode()).digest()
+    return close.batch_no, figures, digest
 
 
 def field_password(data: dict[str, Any], name: str) -> str:

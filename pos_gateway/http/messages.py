@@ -1,0 +1,209 @@
+"""The terminal's messages as typed structs (msgspec): the validation, the OpenAPI schema
+and the shape of the stored request identity, declared once.
+
+A new terminal request field is one attribute on the struct(s) of the types that carry it
+(plus its entry in FIELD_ERRORS when it needs its own error code); a new request type is
+one struct with its `tag` added to TerminalRequest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from pos_gateway.domain.cards import pan_well_formed
+from pos_gateway.domain.money import CURRENCY, MAX_FEN
+from pos_gateway.errors import BadRequest
+from pos_gateway.security.pins import PIN_BLOCK_BYTES
+
+# Patterns are JSON Schema (ECMA) patterns and re.search patterns at once; '$' also
+# matches before a final newline in Python, so every field is bounded in length as well
+# and the PAN (variable length) is checked again with fullmatch.
+Stan = Annotated[str, Meta(pattern="^[0-9]{6}$", min_length=6, max_length=6)]
+Rrn = Annotated[str, Meta(pattern="^[0-9]{12}$", min_length=12, max_length=12)]
+Pan = Annotated[str, Meta(pattern="^[0-9]{16,19}$", min_length=16, max_length=19)]
+PinBlock = Annotated[
+    str,
+    Meta(
+        pattern=f"^[0-9a-fA-F]{{{2 * PIN_BLOCK_BYTES}}}$",
+        min_length=2 * PIN_BLOCK_BYTES,
+        max_length=2 * PIN_BLOCK_BYTES,
+        description="ISO 9564 format 4 PIN block, enciphered under the terminal's PIN key",
+    ),
+]
+Fen = Annotated[int, Meta(ge=0, le=MAX_FEN, description="amount in fen (1 CNY = 100 fen)")]
+Currency = Literal["CNY"]
+LocalTime = Annotated[
+    str, Meta(max_length=40, description="ISO 8601 local time with its UTC offset")
+]
+BatchNo = Annotated[int, Meta(gt=0, lt=2**31)]
+Count = Annotated[int, Meta(ge=0, lt=2**31)]
+
+_STRICT: dict[str, Any] = {"tag_field": "type", "forbid_unknown_fields": True, "kw_only": True}
+
+
+class _Request(msgspec.Struct, **_STRICT):
+    stan: Stan
+    local_time: LocalTime
+
+
+class Purchase(_Request, tag="purchase"):
+    pan: Pan
+    pin_block: PinBlock
+    amount: Fen
+    currency: Currency
+
+
+class BalanceInquiry(_Request, tag="balance_inquiry"):
+    pan: Pan
+    pin_block: PinBlock
+    currency: Currency | UnsetType = UNSET
+
+
+class CashWithdrawal(_Request, tag="cash_withdrawal"):
+    pan: Pan
+    amount: Fen
+    currency: Currency
+    pin_block: PinBlock | UnsetType = UNSET
+
+
+class Transfer(_Request, tag="transfer"):
+    pan: Pan
+    amount: Fen
+    currency: Currency
+    pin_block: PinBlock | UnsetType = UNSET
+
+
+class Refund(_Request, tag="refund"):
+    original_rrn: Rrn
+    amount: Fen
+    currency: Currency
+    pan: Pan | UnsetType = UNSET
+
+
+class Reversal(_Request, tag="reversal"):
+    """The original's amount and card may be sent along; the gateway reverses what it
+    recorded, not what the reversal claims. original_local_time (ISO 8583 field 90 in
+    spirit) pins the original's date; without it the original is looked for on the
+    reversal's date and the day before."""
+
+    original_stan: Stan
+    pan: Pan | UnsetType = UNSET
+    amount: Fen | UnsetType = UNSET
+    currency: Currency | UnsetType = UNSET
+    original_local_time: LocalTime | UnsetType = UNSET
+
+
+TerminalRequest = Purchase | BalanceInquiry | CashWithdrawal | Transfer | Refund | Reversal
+TRANSACTION_TYPES = tuple(
+    t.__struct_config__.tag for t in (Purchase, BalanceInquiry, CashWithdrawal, Transfer,
+                                      Refund, Reversal)
+)  # fmt: skip
+
+
+class Figures(msgspec.Struct, forbid_unknown_fields=True):
+    count: Count
+    amount: Fen
+
+
+class BatchClose(msgspec.Struct, forbid_unknown_fields=True):
+    batch_no: BatchNo
+    purchases: Figures
+    refunds: Figures
+
+
+# field -> (code, message) for a value of the wrong type or shape: the terminal contract's
+# error codes, unchanged by the move to typed messages.
+FIELD_ERRORS: dict[str, tuple[str, str]] = {
+    "type": ("missing_field", "type is required and must be a string"),
+    "stan": ("invalid_stan", "stan must be a string of 6 digits"),
+    "original_stan": ("invalid_stan", "original_stan must be a string of 6 digits"),
+    "local_time": ("invalid_local_time", "local_time must be an ISO 8601 string"),
+    "original_local_time": (
+        "invalid_local_time",
+        "original_local_time must be an ISO 8601 string",
+    ),
+    "pan": ("invalid_pan", "pan must be a string of 16 to 19 digits"),
+    "pin_block": (
+        "invalid_pin_block",
+        f"pin_block must be {2 * PIN_BLOCK_BYTES} hex characters (ISO 9564 format 4)",
+    ),
+    "amount": ("invalid_amount", "amount must be a non-negative integer number of fen"),
+    "currency": ("invalid_currency", f"currency must be {CURRENCY!r}"),
+    "original_rrn": ("invalid_rrn", "original_rrn must be a string of 12 digits"),
+    "batch_no": ("invalid_batch_no", "batch_no must be a positive integer"),
+    "purchases": ("invalid_figures", "purchases must be {count, amount}"),
+    "refunds": ("invalid_figures", "refunds must be {count, amount}"),
+}
+_FIELD_RE = re.compile(r"`\$\.([A-Za-z_]+)")
+_NAMED_RE = re.compile(r"field `(.{0,40})")
+_transaction_decoder = msgspec.json.Decoder(TerminalRequest)
+_batch_decoder = msgspec.json.Decoder(BatchClose)
+
+
+def decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
+    """Decode `body` strictly, or raise BadRequest with the contract's code and message."""
+    if not body:
+        raise BadRequest("request body is empty", code="invalid_json")
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise _refusal(str(exc)) from None
+    # DecodeError: not JSON, not UTF-8, NaN, nested past msgspec's depth limit.
+    except (msgspec.DecodeError, RecursionError):
+        raise BadRequest("request body is not valid JSON", code="invalid_json") from None
+
+
+def _refusal(problem: str) -> BadRequest:
+    path = _FIELD_RE.search(problem)
+    if path is not None:  # a value of the wrong type or shape, maybe inside an object
+        field = path.group(1)
+        if field == "type" and problem.startswith("Invalid value"):
+            return BadRequest("unknown transaction type", code="unknown_type")
+        code, message = FIELD_ERRORS.get(field, ("malformed_request", "malformed request body"))
+        return BadRequest(message, code=code)
+    named = _NAMED_RE.search(problem)
+    field = named.group(1).rstrip("`") if named else "?"
+    if problem.startswith("Object missing required field"):
+        if field == "type":
+            return BadRequest("type is required and must be a string", code="missing_field")
+        return BadRequest(f"missing field(s): {field}", code="missing_field")
+    if problem.startswith("Object contains unknown field"):
+        return BadRequest(f"unexpected field(s): {field}", code="unexpected_field")
+    return BadRequest("request body must be a JSON object", code="invalid_json")
+
+
+def decode_transaction(body: bytes) -> TerminalRequest:
+    request: TerminalRequest = decode(_transaction_decoder, body)
+    pan = getattr(request, "pan", UNSET)
+    if isinstance(pan, str) and not pan_well_formed(pan):
+        code, message = FIELD_ERRORS["pan"]
+        raise BadRequest(message, code=code)
+    return request
+
+
+def decode_batch_close(body: bytes) -> BatchClose:
+    close: BatchClose = decode(_batch_decoder, body)
+    return close
+
+
+def identity(request: msgspec.Struct) -> dict[str, Any]:
+    """The fields that make a request the same request, as the terminal sent them.
+
+    The PIN block is left out: format 4 pads with random bytes, so a terminal that
+    re-enciphers the PIN for a retransmission still sends the same request."""
+    fields: dict[str, Any] = msgspec.to_builtins(request)
+    fields.pop("pin_block", None)
+    return fields
+
+
+def content_hash(fields: dict[str, Any]) -> bytes:
+    """The stored request hash that decides replay vs. 94; its form must not change, or
+    retransmissions of requests made before a deployment would be answered 94."""
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).digest()
