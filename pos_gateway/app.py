@@ -21,6 +21,13 @@ from pos_gateway.http.insurance_admin import routes as insurance_admin_routes
 from pos_gateway.http.insurance_state import INSURANCE, build_insurance_services
 from pos_gateway.http.middleware import error_mapping, request_context
 from pos_gateway.http.openapi import get_openapi
+from pos_gateway.http.roles import (
+    CARDHOLDER_PREFIX,
+    OPERATOR_PREFIX,
+    cardholder_auth,
+    operator_auth,
+    sub_application,
+)
 from pos_gateway.http.state import METRICS, SERVICES, SETTINGS, Services
 from pos_gateway.http.validation import MAX_BODY_BYTES
 from pos_gateway.logs import configure_logging
@@ -127,8 +134,19 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/v1/batches/open", terminal.get_open_batch)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/metrics", ops.metrics)
-    app.router.add_routes(admin.routes)
-    app.router.add_routes(insurance_admin_routes)
-    app.router.add_routes(cardholder_routes)
+    # Authentication is by where a route is mounted (http/roles.py), never per handler.
+    app.add_subapp(
+        OPERATOR_PREFIX,
+        sub_application(
+            OPERATOR_PREFIX,
+            operator_auth,
+            [admin.routes, insurance_admin_routes],
+            MAX_BODY_BYTES,
+        ),
+    )
+    app.add_subapp(
+        CARDHOLDER_PREFIX,
+        sub_application(CARDHOLDER_PREFIX, cardholder_auth, [cardholder_routes], MAX_BODY_BYTES),
+    )
     app.router.add_get("/v1/openapi.json", get_openapi)
     return app

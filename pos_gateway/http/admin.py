@@ -1,15 +1,14 @@
-"""Operator API under /v1/admin/, bearer POS_ADMIN_TOKEN."""
+"""Operator API under /v1/admin/ (bearer POS_ADMIN_TOKEN, checked for the whole
+sub-application by http/roles.py)."""
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from pos_gateway.domain.cards import pan_well_formed
-from pos_gateway.errors import BadRequest, Unauthorized
+from pos_gateway.errors import BadRequest
 from pos_gateway.http.actors import operator_actor
 from pos_gateway.http.render import (
     SETTLEMENT_COLUMNS,
@@ -19,7 +18,7 @@ from pos_gateway.http.render import (
     query_int,
     wants_csv,
 )
-from pos_gateway.http.state import SERVICES, SETTINGS
+from pos_gateway.http.state import SERVICES
 from pos_gateway.http.validation import (
     MERCHANT_ID_RE,
     TERMINAL_ID_RE,
@@ -34,20 +33,6 @@ from pos_gateway.services import reports
 from pos_gateway.services.admin import AdminService
 
 routes = web.RouteTableDef()
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def operator(handler: Handler) -> Handler:
-    """Require `Authorization: Bearer <POS_ADMIN_TOKEN>`."""
-
-    async def checked(request: web.Request) -> web.StreamResponse:
-        expected = f"Bearer {request.app[SETTINGS].secrets.admin_token}"
-        offered = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(offered.encode(), expected.encode()):
-            raise Unauthorized("operator token missing or wrong")
-        return await handler(request)
-
-    return checked
 
 
 async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
@@ -57,7 +42,7 @@ async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
 
 
 def _admin(request: web.Request) -> AdminService:
-    return request.app[SERVICES].admin
+    return request.config_dict[SERVICES].admin
 
 
 def _pan(request: web.Request) -> str:
@@ -82,7 +67,6 @@ def _merchant_id(request: web.Request) -> str:
 
 
 @routes.post("/v1/admin/people")
-@operator
 async def register_person(request: web.Request) -> web.Response:
     data = await _body(request, {"ssn", "name", "opening_allocation"})
     result = await _admin(request).register_person(
@@ -95,7 +79,6 @@ async def register_person(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/people/{ssn}/contributions")
-@operator
 async def record_contribution(request: web.Request) -> web.Response:
     data = await _body(request, {"month", "employer_part", "individual_part"})
     month = field_month(data, "month")
@@ -112,7 +95,6 @@ async def record_contribution(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/accounts/{account_id}/freeze")
-@operator
 async def freeze_account(request: web.Request) -> web.Response:
     await _admin(request).set_account_frozen(
         path_int(request, "account_id"), True, actor=operator_actor(request)
@@ -121,7 +103,6 @@ async def freeze_account(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/accounts/{account_id}/unfreeze")
-@operator
 async def unfreeze_account(request: web.Request) -> web.Response:
     await _admin(request).set_account_frozen(
         path_int(request, "account_id"), False, actor=operator_actor(request)
@@ -130,7 +111,6 @@ async def unfreeze_account(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/cards")
-@operator
 async def issue_card(request: web.Request) -> web.Response:
     data = await _body(request, {"ssn", "pin", "pan", "expires_on"})
     card = await _admin(request).issue_card(
@@ -151,7 +131,6 @@ async def issue_card(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/admin/cards/{pan}")
-@operator
 async def get_card(request: web.Request) -> web.Response:
     row = await _admin(request).card(_pan(request))
     return web.json_response(
@@ -169,14 +148,12 @@ async def get_card(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/cards/{pan}/report-lost")
-@operator
 async def report_lost(request: web.Request) -> web.Response:
     await _admin(request).report_lost(_pan(request), actor=operator_actor(request))
     return web.json_response({"status": "lost"})
 
 
 @routes.post("/v1/admin/cards/{pan}/pin-reset")
-@operator
 async def reset_pin(request: web.Request) -> web.Response:
     data = await _body(request, {"ssn", "new_pin"})
     await _admin(request).reset_pin(
@@ -189,7 +166,6 @@ async def reset_pin(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/merchants")
-@operator
 async def register_merchant(request: web.Request) -> web.Response:
     data = await _body(
         request, {"name", "kind", "designated_from", "designated_until", "merchant_id"}
@@ -206,7 +182,6 @@ async def register_merchant(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/terminals")
-@operator
 async def register_terminal(request: web.Request) -> web.Response:
     data = await _body(request, {"merchant_id", "terminal_id"})
     terminal_id = field_str(data, "terminal_id", max_len=8, required=False)
@@ -228,7 +203,6 @@ async def register_terminal(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/terminals/{terminal_id}/disable")
-@operator
 async def disable_terminal(request: web.Request) -> web.Response:
     await _admin(request).set_terminal_disabled(
         _terminal_id(request), True, actor=operator_actor(request)
@@ -237,7 +211,6 @@ async def disable_terminal(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/terminals/{terminal_id}/enable")
-@operator
 async def enable_terminal(request: web.Request) -> web.Response:
     await _admin(request).set_terminal_disabled(
         _terminal_id(request), False, actor=operator_actor(request)
@@ -246,12 +219,11 @@ async def enable_terminal(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/admin/accounts/{account_id}/statement")
-@operator
 async def account_statement(request: web.Request) -> web.StreamResponse:
     """Keyset-paginated statement: ?limit=50&cursor=…&format=json|csv."""
     account_id = path_int(request, "account_id")
     page = await reports.statement(
-        request.app[SERVICES].pool,
+        request.config_dict[SERVICES].pool,
         account_id,
         request.query.get("cursor"),
         query_int(request, "limit", 50),
@@ -262,12 +234,11 @@ async def account_statement(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/v1/admin/settlement")
-@operator
 async def settlement_report(request: web.Request) -> web.StreamResponse:
     """Per merchant and day: ?date=YYYY-MM-DD[&merchant_id=…]&format=json|csv."""
     day = field_date(dict(request.query), "date")
     merchant_id = request.query.get("merchant_id")
-    rows = await reports.settlement(request.app[SERVICES].pool, day, merchant_id)
+    rows = await reports.settlement(request.config_dict[SERVICES].pool, day, merchant_id)
     if wants_csv(request):
         return csv_response(rows, SETTLEMENT_COLUMNS, f"settlement-{day.isoformat()}.csv")
     return web.json_response({"date": day.isoformat(), "merchants": rows})
@@ -277,7 +248,6 @@ async def settlement_report(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/v1/admin/cards/{pan}/replace")
-@operator
 async def replace_card(request: web.Request) -> web.Response:
     """New card (new PAN) on the same account after the holder's ID number is checked;
     the old card answers 41 from now on. Without `pin`, one is generated and shown once."""
@@ -300,14 +270,12 @@ async def replace_card(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/admin/merchants/{merchant_id}")
-@operator
 async def get_merchant(request: web.Request) -> web.Response:
     row = await _admin(request).merchant(_merchant_id(request))
     return web.json_response(_merchant_json(row))
 
 
 @routes.post("/v1/admin/merchants/{merchant_id}/designation")
-@operator
 async def renew_designation(request: web.Request) -> web.Response:
     """Renew (or change) the designation period: {designated_until[, designated_from]}."""
     data = await _body(request, {"designated_from", "designated_until"})
@@ -321,7 +289,6 @@ async def renew_designation(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/merchants/{merchant_id}/suspend")
-@operator
 async def suspend_merchant(request: web.Request) -> web.Response:
     row = await _admin(request).set_merchant_suspended(
         _merchant_id(request), True, actor=operator_actor(request)
@@ -330,7 +297,6 @@ async def suspend_merchant(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/merchants/{merchant_id}/reinstate")
-@operator
 async def reinstate_merchant(request: web.Request) -> web.Response:
     row = await _admin(request).set_merchant_suspended(
         _merchant_id(request), False, actor=operator_actor(request)
@@ -339,7 +305,6 @@ async def reinstate_merchant(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/terminals/{terminal_id}/rekey")
-@operator
 async def rekey_terminal(request: web.Request) -> web.Response:
     """New MAC and PIN keys, returned once; the old keys stop working at once."""
     rekeyed = await _admin(request).rekey_terminal(

@@ -1,19 +1,19 @@
 """Cardholder API under /v1/me/…: log in with the ID number and password, then a bearer
-token (returned once; only its hash is stored). Until the first password is changed,
-only the password change (and logout) are allowed."""
+token (returned once; only its hash is stored), checked for the whole sub-application by
+http/roles.py. Until the first password is changed, only the password change (and logout)
+are allowed."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from pos_gateway.errors import BadRequest, Forbidden, Unauthorized
+from pos_gateway.errors import BadRequest
 from pos_gateway.http.actors import cardholder_actor
 from pos_gateway.http.insurance_state import INSURANCE
 from pos_gateway.http.render import STATEMENT_COLUMNS, csv_response, query_int, wants_csv
+from pos_gateway.http.roles import SESSION
 from pos_gateway.http.validation import (
     field_date,
     field_month,
@@ -28,42 +28,15 @@ from pos_gateway.services.cardholder import CardholderService, Session
 from pos_gateway.services.insurance import InsuranceService
 
 routes = web.RouteTableDef()
-SESSION = web.RequestKey("cardholder_session", Session)
-_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CONTRIBUTION_COLUMNS = ("month", "status", "employer_part", "individual_part", "payer")
 
 
 def _cardholder_service(request: web.Request) -> CardholderService:
-    return request.app[INSURANCE].cardholder
+    return request.config_dict[INSURANCE].cardholder
 
 
 def _insurance(request: web.Request) -> InsuranceService:
-    return request.app[INSURANCE].insurance
-
-
-def cardholder(*, before_password_change: bool = False) -> Callable[[Handler], Handler]:
-    """Require `Authorization: Bearer <token>` of a live session. A session opened with
-    the first password may only change it (`before_password_change=True` handlers)."""
-
-    def wrap(handler: Handler) -> Handler:
-        async def checked(request: web.Request) -> web.StreamResponse:
-            offered = request.headers.get("Authorization", "")
-            scheme, _, token = offered.partition(" ")
-            if scheme != "Bearer" or not _TOKEN_RE.fullmatch(token):
-                raise Unauthorized("bearer token missing or malformed", code="no_session")
-            session = await _cardholder_service(request).authenticate(token)
-            if session.password_change_required and not before_password_change:
-                raise Forbidden(
-                    "change the first password before anything else (POST /v1/me/password)",
-                    code="password_change_required",
-                )
-            request[SESSION] = session
-            return await handler(request)
-
-        return checked
-
-    return wrap
+    return request.config_dict[INSURANCE].insurance
 
 
 def _session(request: web.Request) -> Session:
@@ -104,7 +77,6 @@ async def login(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/me/password")
-@cardholder(before_password_change=True)
 async def change_password(request: web.Request) -> web.Response:
     data = await _body(request, {"old_password", "new_password"})
     session = _session(request)
@@ -118,7 +90,6 @@ async def change_password(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/me/logout")
-@cardholder(before_password_change=True)
 async def logout(request: web.Request) -> web.Response:
     session = _session(request)
     await _cardholder_service(request).logout(session, actor=cardholder_actor(request, session.ssn))
@@ -126,19 +97,16 @@ async def logout(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/me")
-@cardholder()
 async def profile(request: web.Request) -> web.Response:
     return web.json_response(await _cardholder_service(request).profile(_session(request).ssn))
 
 
 @routes.get("/v1/me/balance")
-@cardholder()
 async def balance(request: web.Request) -> web.Response:
     return web.json_response(await _cardholder_service(request).balance(_session(request).ssn))
 
 
 @routes.get("/v1/me/statement")
-@cardholder()
 async def statement(request: web.Request) -> web.StreamResponse:
     """Allocation and consumption records, newest first: ?limit=&cursor=&format=json|csv."""
     page = await _cardholder_service(request).statement(
@@ -150,7 +118,6 @@ async def statement(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/v1/me/contributions")
-@cardholder()
 async def contributions(request: web.Request) -> web.StreamResponse:
     """What was paid for which months and what is missing: ?from=&to=&format=json|csv."""
     insurance = _insurance(request)
@@ -164,7 +131,6 @@ async def contributions(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/v1/me/coverage")
-@cardholder()
 async def coverage(request: web.Request) -> web.Response:
     """Covered for pooled-fund reimbursement on ?date= (default today), and why."""
     day = field_optional_date(request.query, "date")
@@ -172,7 +138,6 @@ async def coverage(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/me/cards/{card_id}/pin")
-@cardholder()
 async def change_pin(request: web.Request) -> web.Response:
     data = await _body(request, {"old_pin", "new_pin"})
     session = _session(request)
@@ -187,7 +152,6 @@ async def change_pin(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/me/cards/{card_id}/report-lost")
-@cardholder()
 async def report_lost(request: web.Request) -> web.Response:
     session = _session(request)
     result = await _cardholder_service(request).report_lost(
@@ -197,7 +161,6 @@ async def report_lost(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/me/suspension")
-@cardholder()
 async def declare_suspension(request: web.Request) -> web.Response:
     """Suspend insurance from {from_month: YYYY-MM} on: contributions stop from then."""
     data = await _body(request, {"from_month"})
@@ -211,7 +174,6 @@ async def declare_suspension(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/me/flexible-employment")
-@cardholder()
 async def register_flexible_employment(request: web.Request) -> web.Response:
     """A flexibly employed person registers themselves: {started_on: YYYY-MM-DD}."""
     data = await _body(request, {"started_on"})

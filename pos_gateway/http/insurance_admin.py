@@ -11,7 +11,6 @@ from aiohttp import web
 from pos_gateway.domain.employment import USCC_RE
 from pos_gateway.errors import BadRequest
 from pos_gateway.http.actors import operator_actor
-from pos_gateway.http.admin import operator
 from pos_gateway.http.insurance_state import INSURANCE
 from pos_gateway.http.render import csv_response, path_int, query_int, wants_csv
 from pos_gateway.http.state import SERVICES
@@ -45,11 +44,11 @@ AUDIT_SUBJECTS = frozenset(
 
 
 def _insurance(request: web.Request) -> InsuranceService:
-    return request.app[INSURANCE].insurance
+    return request.config_dict[INSURANCE].insurance
 
 
 def _cardholder(request: web.Request) -> CardholderService:
-    return request.app[INSURANCE].cardholder
+    return request.config_dict[INSURANCE].cardholder
 
 
 async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
@@ -81,7 +80,6 @@ def _month_path(request: web.Request) -> Any:
 
 
 @routes.post("/v1/admin/employers")
-@operator
 async def register_employer(request: web.Request) -> web.Response:
     data = await _body(request, {"name", "employer_id"})
     employer = await _insurance(request).register_employer(
@@ -93,13 +91,11 @@ async def register_employer(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/admin/employers/{employer_id}")
-@operator
 async def get_employer(request: web.Request) -> web.Response:
     return web.json_response(await _insurance(request).employer(_employer_id(request)))
 
 
 @routes.post("/v1/admin/employments")
-@operator
 async def register_employment(request: web.Request) -> web.Response:
     """{ssn, hired_on[, employer_id]}: without employer_id, flexible employment."""
     data = await _body(request, {"ssn", "employer_id", "hired_on"})
@@ -113,7 +109,6 @@ async def register_employment(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/employments/{employment_id}/end")
-@operator
 async def end_employment(request: web.Request) -> web.Response:
     data = await _body(request, {"ended_on"})
     employment = await _insurance(request).end_employment(
@@ -125,7 +120,6 @@ async def end_employment(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/admin/reports/late-registrations")
-@operator
 async def late_registrations(request: web.Request) -> web.StreamResponse:
     """Registrations made more than 30 days after hiring, by registration date:
     ?from=YYYY-MM-DD&to=YYYY-MM-DD (default: the current month)&employer_id=&format=."""
@@ -146,13 +140,11 @@ async def late_registrations(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/v1/admin/people/{ssn}")
-@operator
 async def get_person(request: web.Request) -> web.Response:
     return web.json_response(await _insurance(request).person_record(_ssn(request)))
 
 
 @routes.get("/v1/admin/people/{ssn}/contributions")
-@operator
 async def person_notice(request: web.Request) -> web.StreamResponse:
     """Payment notice of one person: ?from=YYYY-MM&to=YYYY-MM&format=json|csv."""
     insurance = _insurance(request)
@@ -168,7 +160,6 @@ async def person_notice(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/v1/admin/employers/{employer_id}/payment-notice")
-@operator
 async def employer_notice(request: web.Request) -> web.StreamResponse:
     """What the employer paid for which months, per employee, and what is missing."""
     insurance = _insurance(request)
@@ -183,7 +174,6 @@ async def employer_notice(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/v1/admin/people/{ssn}/suspension")
-@operator
 async def declare_suspension(request: web.Request) -> web.Response:
     data = await _body(request, {"from_month"})
     result = await _insurance(request).declare_suspension(
@@ -193,7 +183,6 @@ async def declare_suspension(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/people/{ssn}/resumption")
-@operator
 async def resume_insurance(request: web.Request) -> web.Response:
     data = await _body(request, {"from_month"})
     result = await _insurance(request).resume(
@@ -203,7 +192,6 @@ async def resume_insurance(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/admin/people/{ssn}/eligibility")
-@operator
 async def eligibility(request: web.Request) -> web.Response:
     """Covered for pooled-fund reimbursement on ?date=YYYY-MM-DD (default today), and why."""
     day = field_optional_date(request.query, "date")
@@ -211,7 +199,6 @@ async def eligibility(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/people/{ssn}/password-reset")
-@operator
 async def reset_password(request: web.Request) -> web.Response:
     """Counter reset of the self-service password after the ID card is checked against
     the card ({pan}); back to the first password, to be changed at the next login."""
@@ -226,7 +213,6 @@ async def reset_password(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/allocations")
-@operator
 async def run_allocation(request: web.Request) -> web.Response:
     """Allocate a month's contributions to individual accounts: {month: YYYY-MM}.
     Idempotent per person and month: running it again credits nobody twice."""
@@ -238,7 +224,6 @@ async def run_allocation(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/admin/allocations/{month}")
-@operator
 async def allocation_report(request: web.Request) -> web.StreamResponse:
     """Summary and per-person lines: ?limit=&cursor=&format=json|csv."""
     month = _month_path(request)
@@ -254,7 +239,6 @@ async def allocation_report(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/v1/admin/audit")
-@operator
 async def audit_trail(request: web.Request) -> web.Response:
     """Newest first: ?subject_kind=&subject_id=&action=&limit=&cursor=."""
     query = request.query
@@ -265,7 +249,7 @@ async def audit_trail(request: web.Request) -> web.Response:
         if len(query.get(name, "")) > 64:
             raise BadRequest(f"{name} is at most 64 characters")
     page = await audit_trail_page(
-        request.app[SERVICES].pool,
+        request.config_dict[SERVICES].pool,
         subject_kind=subject_kind,
         subject_id=query.get("subject_id"),
         action=query.get("action"),

@@ -37,7 +37,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 @web.middleware
 async def error_mapping(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every refusal is a JSON error object; nothing escapes as an HTML page or a bare 500."""
-    metrics = request.app[METRICS]
+    metrics = request.config_dict[METRICS]
     try:
         return await handler(request)
     except ApiError as exc:
