@@ -1,12 +1,15 @@
 """One error taxonomy. Business declines are answers with a response code, not
-exceptions; these are the refusals that the HTTP layer renders as JSON errors."""
+exceptions; these are the refusals of a use case, named by what went wrong, each with a
+stable `code`. They carry no HTTP status: http/errors.py maps kinds and codes to statuses
+in one table at the edge, so services (and the ISO 8583 front end) stay transport-free."""
 
 from __future__ import annotations
 
 
-class ApiError(Exception):
-    status = 400
-    code = "bad_request"
+class DomainError(Exception):
+    """A refusal with a stable, machine-readable code and a message for people."""
+
+    code = "refused"
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -15,26 +18,42 @@ class ApiError(Exception):
             self.code = code
 
 
-class BadRequest(ApiError):
-    status = 400
+class InvalidInput(DomainError):
+    """The input is malformed or breaks a rule of its shape (a bad ID number, a month in
+    the future, a weak PIN)."""
+
     code = "malformed_request"
 
 
-class Unauthorized(ApiError):
-    status = 401
+class NotAuthenticated(DomainError):
+    """Who is calling is not established: no or a wrong credential, an expired session."""
+
     code = "unauthorized"
 
 
-class Forbidden(ApiError):
-    status = 403
+class NotPermitted(DomainError):
+    """The caller is known but may not do this now (a locked PIN, a first password)."""
+
     code = "forbidden"
 
 
-class NotFound(ApiError):
-    status = 404
+class NoSuchRecord(DomainError):
+    """What the request names does not exist (no card, no person, no employer)."""
+
     code = "not_found"
 
 
-class Conflict(ApiError):
-    status = 409
+class ConflictsWithRecord(DomainError):
+    """The request contradicts what is stored (a card replaced or not active, a batch
+    already closed, an employment still open)."""
+
     code = "conflict"
+
+
+# The names the services and other branches use today; they are the same classes.
+ApiError = DomainError
+BadRequest = InvalidInput
+Unauthorized = NotAuthenticated
+Forbidden = NotPermitted
+NotFound = NoSuchRecord
+Conflict = ConflictsWithRecord

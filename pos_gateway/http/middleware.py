@@ -10,17 +10,14 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from pos_gateway.errors import ApiError
+from pos_gateway.errors import DomainError
+from pos_gateway.http.errors import error_response, status_of
 from pos_gateway.http.state import METRICS
 from pos_gateway.store.database import UNAVAILABLE_ERRORS
 
 log = structlog.get_logger("pos_gateway.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
 @web.middleware
@@ -40,17 +37,21 @@ async def error_mapping(request: web.Request, handler: Handler) -> web.StreamRes
     metrics = request.config_dict[METRICS]
     try:
         return await handler(request)
-    except ApiError as exc:
-        metrics.http_errors.labels(str(exc.status), exc.code).inc()
-        log.info("request_refused", status=exc.status, code=exc.code, path=request.path)
-        return error_response(exc.status, exc.code, exc.message)
+    except DomainError as exc:
+        status = status_of(exc)
+        metrics.http_errors.labels(str(status), exc.code).inc()
+        log.info("request_refused", status=status, code=exc.code, path=request.path)
+        return error_response(status, exc.code, exc.message)
+    # The DDL's invariants are the last line of defence behind validation. The constraint
+    # names the schema, which is no client's business: it goes to the log only.
     except asyncpg.CheckViolationError as exc:
-        # The DDL's invariants are the last line of defence behind validation.
+        log.info("constraint_refused", constraint=exc.constraint_name, path=request.path)
         metrics.http_errors.labels("400", "constraint_violation").inc()
-        return error_response(400, "constraint_violation", f"rejected by {exc.constraint_name}")
+        return error_response(400, "constraint_violation", "rejected by a rule of the ledger")
     except (asyncpg.ForeignKeyViolationError, asyncpg.UniqueViolationError) as exc:
+        log.info("constraint_refused", constraint=exc.constraint_name, path=request.path)
         metrics.http_errors.labels("409", "conflict").inc()
-        return error_response(409, "conflict", f"conflicts with {exc.constraint_name}")
+        return error_response(409, "conflict", "conflicts with what is stored")
     except UNAVAILABLE_ERRORS as exc:
         log.error("database_unavailable", error=type(exc).__name__, path=request.path)
         metrics.http_errors.labels("503", "database_unavailable").inc()

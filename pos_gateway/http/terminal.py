@@ -10,7 +10,7 @@ import structlog
 from aiohttp import web
 
 from pos_gateway.domain.decisions import Code, MerchantStanding
-from pos_gateway.errors import ApiError, BadRequest, Forbidden, Unauthorized
+from pos_gateway.errors import BadRequest, DomainError, Forbidden, Unauthorized
 from pos_gateway.http.state import METRICS, SERVICES, SETTINGS
 from pos_gateway.http.validation import (
     MAX_BODY_BYTES,
@@ -137,7 +137,7 @@ async def post_transaction(request: web.Request) -> web.Response:
         answer = unrecorded_answer(Code.ISSUER_UNAVAILABLE, stan or "")
     except Overloaded:
         answer = unrecorded_answer(Code.ISSUER_UNAVAILABLE, stan or "")
-    except ApiError:
+    except DomainError:
         raise
     except Exception:
         # Each write is one statement, so nothing is half-done; the terminal reverses.

@@ -13,17 +13,18 @@ from pos_gateway.settings import Settings
 from pos_gateway.store.embedded import ensure_database, start_embedded, stop_embedded
 from pos_gateway.store.migrations import apply_migrations
 
-# What "the database cannot be reached" looks like from asyncpg: answered 91, fast.
+# What "the database cannot be reached" looks like from asyncpg: answered 91/503, fast.
+# Connection-level failures only: an InterfaceError (a connection used wrongly) or any
+# other error is a bug, answered 96/500 and logged with its traceback.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
+    OSError,  # refused, reset, unreachable while connecting
+    TimeoutError,  # connect or command timeout
+    asyncpg.PostgresConnectionError,  # includes the connection lost mid-statement
     asyncpg.CannotConnectNowError,
-    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
-    asyncpg.QueryCanceledError,
+    asyncpg.QueryCanceledError,  # statement_timeout
 )
 
 
