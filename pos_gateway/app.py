@@ -16,11 +16,11 @@ import structlog
 from aiohttp import web
 
 from pos_gateway.http import admin, ops, terminal
+from pos_gateway.http.api import document_app, get_openapi
 from pos_gateway.http.cardholder import routes as cardholder_routes
 from pos_gateway.http.insurance_admin import routes as insurance_admin_routes
 from pos_gateway.http.insurance_state import INSURANCE, build_insurance_services
 from pos_gateway.http.middleware import error_mapping, request_context
-from pos_gateway.http.openapi import get_openapi
 from pos_gateway.http.roles import (
     CARDHOLDER_PREFIX,
     OPERATOR_PREFIX,
@@ -149,4 +149,5 @@ def create_app(settings: Settings) -> web.Application:
         sub_application(CARDHOLDER_PREFIX, cardholder_auth, [cardholder_routes], MAX_BODY_BYTES),
     )
     app.router.add_get("/v1/openapi.json", get_openapi)
+    document_app(app)  # last: every route above must carry its @operation
     return app

@@ -10,6 +10,7 @@ from aiohttp import web
 from pos_gateway.domain.cards import pan_well_formed
 from pos_gateway.errors import BadRequest
 from pos_gateway.http.actors import operator_actor
+from pos_gateway.http.api import operation
 from pos_gateway.http.render import (
     SETTLEMENT_COLUMNS,
     STATEMENT_COLUMNS,
@@ -17,6 +18,33 @@ from pos_gateway.http.render import (
     path_int,
     query_int,
     wants_csv,
+)
+from pos_gateway.http.schemas import (
+    ACCOUNT_PATH,
+    BOOL,
+    CURSOR_PARAM,
+    DATE,
+    FEN,
+    FORMAT,
+    INT,
+    LIMIT,
+    MERCHANT_ID,
+    MERCHANT_PATH,
+    MONTH,
+    PAN,
+    PAN_PATH,
+    PIN,
+    SSN,
+    SSN_PATH,
+    STATEMENT_PAGE,
+    STATUS_ONLY,
+    STR,
+    TERMINAL_ID,
+    TERMINAL_PATH,
+    array,
+    obj,
+    param,
+    ref,
 )
 from pos_gateway.http.state import SERVICES
 from pos_gateway.http.validation import (
@@ -67,6 +95,13 @@ def _merchant_id(request: web.Request) -> str:
 
 
 @routes.post("/v1/admin/people")
+@operation(
+    "Register a person and their individual account (idempotent on the ssn)",
+    "operator",
+    body=obj({"ssn": SSN, "name": STR, "opening_allocation": FEN}, ("ssn", "name")),
+    ok=obj({"ssn": SSN, "account_id": INT, "balance": FEN, "created": BOOL}),
+    status="201",
+)
 async def register_person(request: web.Request) -> web.Response:
     data = await _body(request, {"ssn", "name", "opening_allocation"})
     result = await _admin(request).register_person(
@@ -79,6 +114,14 @@ async def register_person(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/people/{ssn}/contributions")
+@operation(
+    "Record a month's contribution (409 in a suspended month)",
+    "operator",
+    params=[SSN_PATH],
+    body=obj({"month": MONTH, "employer_part": FEN, "individual_part": FEN}, ("month",)),
+    ok=obj({"month": MONTH, "created": BOOL}),
+    status="201",
+)
 async def record_contribution(request: web.Request) -> web.Response:
     data = await _body(request, {"month", "employer_part", "individual_part"})
     month = field_month(data, "month")
@@ -95,6 +138,9 @@ async def record_contribution(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/accounts/{account_id}/freeze")
+@operation(
+    "Freeze an account (its cards answer 62)", "operator", params=[ACCOUNT_PATH], ok=STATUS_ONLY
+)
 async def freeze_account(request: web.Request) -> web.Response:
     await _admin(request).set_account_frozen(
         path_int(request, "account_id"), True, actor=operator_actor(request)
@@ -103,6 +149,7 @@ async def freeze_account(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/accounts/{account_id}/unfreeze")
+@operation("Unfreeze an account", "operator", params=[ACCOUNT_PATH], ok=STATUS_ONLY)
 async def unfreeze_account(request: web.Request) -> web.Response:
     await _admin(request).set_account_frozen(
         path_int(request, "account_id"), False, actor=operator_actor(request)
@@ -111,6 +158,13 @@ async def unfreeze_account(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/cards")
+@operation(
+    "Issue a card (a generated PIN is returned once)",
+    "operator",
+    body=obj({"ssn": SSN, "pin": PIN, "pan": PAN, "expires_on": DATE}, ("ssn",)),
+    ok=ref("IssuedCard"),
+    status="201",
+)
 async def issue_card(request: web.Request) -> web.Response:
     data = await _body(request, {"ssn", "pin", "pan", "expires_on"})
     card = await _admin(request).issue_card(
@@ -131,6 +185,23 @@ async def issue_card(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/admin/cards/{pan}")
+@operation(
+    "A card and its account",
+    "operator",
+    params=[PAN_PATH],
+    ok=obj(
+        {
+            "pan": PAN,
+            "account_id": INT,
+            "status": {"enum": ["active", "lost", "replaced"]},
+            "expires_on": DATE,
+            "pin_locked": BOOL,
+            "pin_failures": INT,
+            "account_status": STR,
+            "balance": FEN,
+        }
+    ),
+)
 async def get_card(request: web.Request) -> web.Response:
     row = await _admin(request).card(_pan(request))
     return web.json_response(
@@ -148,12 +219,20 @@ async def get_card(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/cards/{pan}/report-lost")
+@operation("Report the card lost (answered 41)", "operator", params=[PAN_PATH], ok=STATUS_ONLY)
 async def report_lost(request: web.Request) -> web.Response:
     await _admin(request).report_lost(_pan(request), actor=operator_actor(request))
     return web.json_response({"status": "lost"})
 
 
 @routes.post("/v1/admin/cards/{pan}/pin-reset")
+@operation(
+    "Reset a forgotten PIN after the holder's ID number is checked; clears the PIN lockout",
+    "operator",
+    params=[PAN_PATH],
+    body=obj({"ssn": SSN, "new_pin": PIN}),
+    ok=STATUS_ONLY,
+)
 async def reset_pin(request: web.Request) -> web.Response:
     data = await _body(request, {"ssn", "new_pin"})
     await _admin(request).reset_pin(
@@ -166,6 +245,22 @@ async def reset_pin(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/merchants")
+@operation(
+    "Register a designated merchant with its designation period",
+    "operator",
+    body=obj(
+        {
+            "name": STR,
+            "kind": {"enum": ["pharmacy", "hospital"]},
+            "designated_from": DATE,
+            "designated_until": DATE,
+            "merchant_id": MERCHANT_ID,
+        },
+        ("name", "kind", "designated_from", "designated_until"),
+    ),
+    ok=ref("Merchant"),
+    status="201",
+)
 async def register_merchant(request: web.Request) -> web.Response:
     data = await _body(
         request, {"name", "kind", "designated_from", "designated_until", "merchant_id"}
@@ -182,6 +277,13 @@ async def register_merchant(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/terminals")
+@operation(
+    "Register a terminal; its keys are returned once",
+    "operator",
+    body=obj({"merchant_id": MERCHANT_ID, "terminal_id": TERMINAL_ID}, ("merchant_id",)),
+    ok=ref("TerminalKeys"),
+    status="201",
+)
 async def register_terminal(request: web.Request) -> web.Response:
     data = await _body(request, {"merchant_id", "terminal_id"})
     terminal_id = field_str(data, "terminal_id", max_len=8, required=False)
@@ -203,6 +305,9 @@ async def register_terminal(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/terminals/{terminal_id}/disable")
+@operation(
+    "Disable a terminal (HTTP 403 to it)", "operator", params=[TERMINAL_PATH], ok=STATUS_ONLY
+)
 async def disable_terminal(request: web.Request) -> web.Response:
     await _admin(request).set_terminal_disabled(
         _terminal_id(request), True, actor=operator_actor(request)
@@ -211,6 +316,7 @@ async def disable_terminal(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/terminals/{terminal_id}/enable")
+@operation("Enable a terminal", "operator", params=[TERMINAL_PATH], ok=STATUS_ONLY)
 async def enable_terminal(request: web.Request) -> web.Response:
     await _admin(request).set_terminal_disabled(
         _terminal_id(request), False, actor=operator_actor(request)
@@ -219,6 +325,13 @@ async def enable_terminal(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/admin/accounts/{account_id}/statement")
+@operation(
+    "Statement: allocation and consumption records, newest first",
+    "operator",
+    params=[ACCOUNT_PATH, LIMIT, CURSOR_PARAM, FORMAT],
+    ok=STATEMENT_PAGE,
+    csv=True,
+)
 async def account_statement(request: web.Request) -> web.StreamResponse:
     """Keyset-paginated statement: ?limit=50&cursor=…&format=json|csv."""
     account_id = path_int(request, "account_id")
@@ -234,6 +347,17 @@ async def account_statement(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/v1/admin/settlement")
+@operation(
+    "What each merchant is owed for a day",
+    "operator",
+    params=[
+        {**param("date", "query", DATE), "required": True},
+        param("merchant_id", "query", MERCHANT_ID),
+        FORMAT,
+    ],
+    ok=obj({"date": DATE, "merchants": array({"type": "object"})}),
+    csv=True,
+)
 async def settlement_report(request: web.Request) -> web.StreamResponse:
     """Per merchant and day: ?date=YYYY-MM-DD[&merchant_id=…]&format=json|csv."""
     day = field_date(dict(request.query), "date")
@@ -248,6 +372,24 @@ async def settlement_report(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/v1/admin/cards/{pan}/replace")
+@operation(
+    "Replacement card: new PAN on the same account and balance; the old card "
+    "becomes 'replaced' (answered 41)",
+    "operator",
+    params=[PAN_PATH],
+    body=obj({"ssn": SSN, "pin": PIN}, ("ssn",)),
+    ok=obj(
+        {
+            "pan": PAN,
+            "account_id": INT,
+            "expires_on": DATE,
+            "replaces": PAN,
+            "pin": PIN,
+        },
+        ("pan", "account_id", "expires_on", "replaces"),
+    ),
+    status="201",
+)
 async def replace_card(request: web.Request) -> web.Response:
     """New card (new PAN) on the same account after the holder's ID number is checked;
     the old card answers 41 from now on. Without `pin`, one is generated and shown once."""
@@ -270,12 +412,20 @@ async def replace_card(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/admin/merchants/{merchant_id}")
+@operation("A merchant", "operator", params=[MERCHANT_PATH], ok=ref("Merchant"))
 async def get_merchant(request: web.Request) -> web.Response:
     row = await _admin(request).merchant(_merchant_id(request))
     return web.json_response(_merchant_json(row))
 
 
 @routes.post("/v1/admin/merchants/{merchant_id}/designation")
+@operation(
+    "Renew (or change) the designation period",
+    "operator",
+    params=[MERCHANT_PATH],
+    body=obj({"designated_from": DATE, "designated_until": DATE}, ("designated_until",)),
+    ok=ref("Merchant"),
+)
 async def renew_designation(request: web.Request) -> web.Response:
     """Renew (or change) the designation period: {designated_until[, designated_from]}."""
     data = await _body(request, {"designated_from", "designated_until"})
@@ -289,6 +439,12 @@ async def renew_designation(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/merchants/{merchant_id}/suspend")
+@operation(
+    "Suspend the designation (its terminals are answered 03)",
+    "operator",
+    params=[MERCHANT_PATH],
+    ok=ref("Merchant"),
+)
 async def suspend_merchant(request: web.Request) -> web.Response:
     row = await _admin(request).set_merchant_suspended(
         _merchant_id(request), True, actor=operator_actor(request)
@@ -297,6 +453,7 @@ async def suspend_merchant(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/merchants/{merchant_id}/reinstate")
+@operation("Lift a suspension", "operator", params=[MERCHANT_PATH], ok=ref("Merchant"))
 async def reinstate_merchant(request: web.Request) -> web.Response:
     row = await _admin(request).set_merchant_suspended(
         _merchant_id(request), False, actor=operator_actor(request)
@@ -305,6 +462,12 @@ async def reinstate_merchant(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/terminals/{terminal_id}/rekey")
+@operation(
+    "New keys, returned once; the old keys stop working at once",
+    "operator",
+    params=[TERMINAL_PATH],
+    ok=ref("TerminalKeys"),
+)
 async def rekey_terminal(request: web.Request) -> web.Response:
     """New MAC and PIN keys, returned once; the old keys stop working at once."""
     rekeyed = await _admin(request).rekey_terminal(

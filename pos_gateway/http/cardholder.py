@@ -11,9 +11,36 @@ from aiohttp import web
 
 from pos_gateway.errors import BadRequest
 from pos_gateway.http.actors import cardholder_actor
+from pos_gateway.http.api import operation
 from pos_gateway.http.insurance_state import INSURANCE
 from pos_gateway.http.render import STATEMENT_COLUMNS, csv_response, query_int, wants_csv
 from pos_gateway.http.roles import SESSION
+from pos_gateway.http.schemas import (
+    BOOL,
+    CARD_PATH,
+    CURSOR_PARAM,
+    DATE,
+    FEN,
+    FORMAT,
+    FROM_MONTH,
+    INT,
+    LIMIT,
+    MASKED_PAN,
+    MONTH,
+    MONTH_BODY,
+    PASSWORD,
+    PIN,
+    SSN,
+    STATEMENT_PAGE,
+    STATUS_ONLY,
+    STR,
+    TIME,
+    TO_MONTH,
+    array,
+    obj,
+    param,
+    ref,
+)
 from pos_gateway.http.validation import (
     field_date,
     field_month,
@@ -57,6 +84,22 @@ def _card_id(request: web.Request) -> int:
 
 
 @routes.post("/v1/me/login")
+@operation(
+    "Log in with the ID number and password; the first password is the last 6 "
+    "digits of the card number and must be changed first. Locked for 30 minutes "
+    "after 5 wrong passwords in a row (or until a counter reset)",
+    "cardholder",
+    body=obj({"ssn": SSN, "password": PASSWORD}),
+    ok=obj(
+        {
+            "token": STR,
+            "token_type": {"const": "Bearer"},
+            "expires_in": INT,
+            "must_change_password": BOOL,
+        }
+    ),
+    errors=("400", "401", "403"),
+)
 async def login(request: web.Request) -> web.Response:
     """{ssn, password} -> a bearer token, shown once."""
     data = await _body(request, {"ssn", "password"})
@@ -77,6 +120,13 @@ async def login(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/me/password")
+@operation(
+    "Change the password (old password required)",
+    "cardholder",
+    body=obj({"old_password": PASSWORD, "new_password": PASSWORD}),
+    ok=STATUS_ONLY,
+    errors=("400", "401", "403"),
+)
 async def change_password(request: web.Request) -> web.Response:
     data = await _body(request, {"old_password", "new_password"})
     session = _session(request)
@@ -90,6 +140,7 @@ async def change_password(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/me/logout")
+@operation("End this session", "cardholder", ok=STATUS_ONLY, errors=("401",))
 async def logout(request: web.Request) -> web.Response:
     session = _session(request)
     await _cardholder_service(request).logout(session, actor=cardholder_actor(request, session.ssn))
@@ -97,16 +148,56 @@ async def logout(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/me")
+@operation(
+    "Who I am: name, birth date, account, cards",
+    "cardholder",
+    ok=obj(
+        {
+            "ssn": SSN,
+            "name": STR,
+            "birth_date": DATE,
+            "sex": {"enum": ["male", "female"]},
+            "account": obj({"balance": FEN, "status": STR}),
+            "cards": array(
+                obj(
+                    {
+                        "card_id": INT,
+                        "pan": MASKED_PAN,
+                        "status": STR,
+                        "expires_on": DATE,
+                        "expired": BOOL,
+                        "pin_locked": BOOL,
+                    }
+                )
+            ),
+        }
+    ),
+    errors=("401", "403"),
+)
 async def profile(request: web.Request) -> web.Response:
     return web.json_response(await _cardholder_service(request).profile(_session(request).ssn))
 
 
 @routes.get("/v1/me/balance")
+@operation(
+    "Individual account balance",
+    "cardholder",
+    ok=obj({"balance": FEN, "currency": {"const": "CNY"}, "account_status": STR}),
+    errors=("401", "403"),
+)
 async def balance(request: web.Request) -> web.Response:
     return web.json_response(await _cardholder_service(request).balance(_session(request).ssn))
 
 
 @routes.get("/v1/me/statement")
+@operation(
+    "Statement: allocation and consumption records, newest first",
+    "cardholder",
+    params=[LIMIT, CURSOR_PARAM, FORMAT],
+    ok=STATEMENT_PAGE,
+    csv=True,
+    errors=("400", "401", "403"),
+)
 async def statement(request: web.Request) -> web.StreamResponse:
     """Allocation and consumption records, newest first: ?limit=&cursor=&format=json|csv."""
     page = await _cardholder_service(request).statement(
@@ -118,6 +209,14 @@ async def statement(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/v1/me/contributions")
+@operation(
+    "My contributions: paid, missing and suspended months",
+    "cardholder",
+    params=[FROM_MONTH, TO_MONTH, FORMAT],
+    ok=ref("PersonNotice"),
+    csv=True,
+    errors=("400", "401", "403"),
+)
 async def contributions(request: web.Request) -> web.StreamResponse:
     """What was paid for which months and what is missing: ?from=&to=&format=json|csv."""
     insurance = _insurance(request)
@@ -131,6 +230,13 @@ async def contributions(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/v1/me/coverage")
+@operation(
+    "Am I covered for pooled-fund reimbursement on a date, and why",
+    "cardholder",
+    params=[param("date", "query", DATE, "default: today")],
+    ok=ref("Eligibility"),
+    errors=("400", "401", "403"),
+)
 async def coverage(request: web.Request) -> web.Response:
     """Covered for pooled-fund reimbursement on ?date= (default today), and why."""
     day = field_optional_date(request.query, "date")
@@ -138,6 +244,15 @@ async def coverage(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/me/cards/{card_id}/pin")
+@operation(
+    "Change the PIN: the old PIN is required (a wrong one counts toward the "
+    "lockout) and the new one must not be trivially weak",
+    "cardholder",
+    params=[CARD_PATH],
+    body=obj({"old_pin": PIN, "new_pin": PIN}),
+    ok=STATUS_ONLY,
+    errors=("400", "401", "403", "404", "409"),
+)
 async def change_pin(request: web.Request) -> web.Response:
     data = await _body(request, {"old_pin", "new_pin"})
     session = _session(request)
@@ -152,6 +267,13 @@ async def change_pin(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/me/cards/{card_id}/report-lost")
+@operation(
+    "Report my card lost",
+    "cardholder",
+    params=[CARD_PATH],
+    ok=obj({"card_id": INT, "pan": MASKED_PAN, "status": STR}),
+    errors=("401", "403", "404", "409"),
+)
 async def report_lost(request: web.Request) -> web.Response:
     session = _session(request)
     result = await _cardholder_service(request).report_lost(
@@ -161,6 +283,23 @@ async def report_lost(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/me/suspension")
+@operation(
+    "Declare a suspension of my insurance from a month on",
+    "cardholder",
+    body=MONTH_BODY,
+    ok=obj(
+        {
+            "ssn": SSN,
+            "from_month": MONTH,
+            "declared_at": TIME,
+            "contributions_accepted_until": MONTH,
+            "suspensions": array(ref("Suspension")),
+            "note": STR,
+        }
+    ),
+    status="201",
+    errors=("400", "401", "403", "409"),
+)
 async def declare_suspension(request: web.Request) -> web.Response:
     """Suspend insurance from {from_month: YYYY-MM} on: contributions stop from then."""
     data = await _body(request, {"from_month"})
@@ -174,6 +313,14 @@ async def declare_suspension(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/me/flexible-employment")
+@operation(
+    "Register myself as flexibly employed",
+    "cardholder",
+    body=obj({"started_on": DATE}),
+    ok=ref("Employment"),
+    status="201",
+    errors=("400", "401", "403", "409"),
+)
 async def register_flexible_employment(request: web.Request) -> web.Response:
     """A flexibly employed person registers themselves: {started_on: YYYY-MM-DD}."""
     data = await _body(request, {"started_on"})

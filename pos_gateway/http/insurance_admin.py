@@ -11,8 +11,36 @@ from aiohttp import web
 from pos_gateway.domain.employment import USCC_RE
 from pos_gateway.errors import BadRequest
 from pos_gateway.http.actors import operator_actor
+from pos_gateway.http.api import operation
 from pos_gateway.http.insurance_state import INSURANCE
 from pos_gateway.http.render import csv_response, path_int, query_int, wants_csv
+from pos_gateway.http.schemas import (
+    ALLOCATION_SUMMARY_PROPS,
+    BOOL,
+    CURSOR,
+    CURSOR_PARAM,
+    DATE,
+    EMPLOYER_ID,
+    EMPLOYER_PATH,
+    FEN,
+    FORMAT,
+    FROM_MONTH,
+    INT,
+    LIMIT,
+    MONTH,
+    MONTH_BODY,
+    PAN,
+    SSN,
+    SSN_PATH,
+    STR,
+    TIME,
+    TO_MONTH,
+    array,
+    nullable,
+    obj,
+    param,
+    ref,
+)
 from pos_gateway.http.state import SERVICES
 from pos_gateway.http.validation import (
     field_date,
@@ -80,6 +108,13 @@ def _month_path(request: web.Request) -> Any:
 
 
 @routes.post("/v1/admin/employers")
+@operation(
+    "Register an employer (code generated when not given)",
+    "operator",
+    body=obj({"name": STR, "employer_id": EMPLOYER_ID}, ("name",)),
+    ok=obj({"employer_id": EMPLOYER_ID, "name": STR}),
+    status="201",
+)
 async def register_employer(request: web.Request) -> web.Response:
     data = await _body(request, {"name", "employer_id"})
     employer = await _insurance(request).register_employer(
@@ -91,11 +126,28 @@ async def register_employer(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/admin/employers/{employer_id}")
+@operation(
+    "An employer",
+    "operator",
+    params=[EMPLOYER_PATH],
+    ok=obj({"employer_id": EMPLOYER_ID, "name": STR}),
+)
 async def get_employer(request: web.Request) -> web.Response:
     return web.json_response(await _insurance(request).employer(_employer_id(request)))
 
 
 @routes.post("/v1/admin/employments")
+@operation(
+    "Register an employment (late when more than 30 days after hiring); "
+    "without employer_id, flexible employment",
+    "operator",
+    body=obj(
+        {"ssn": SSN, "employer_id": EMPLOYER_ID, "hired_on": DATE},
+        ("ssn", "hired_on"),
+    ),
+    ok=ref("Employment"),
+    status="201",
+)
 async def register_employment(request: web.Request) -> web.Response:
     """{ssn, hired_on[, employer_id]}: without employer_id, flexible employment."""
     data = await _body(request, {"ssn", "employer_id", "hired_on"})
@@ -109,6 +161,13 @@ async def register_employment(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/employments/{employment_id}/end")
+@operation(
+    "End an employment",
+    "operator",
+    params=[param("employment_id", "path", INT)],
+    body=obj({"ended_on": DATE}),
+    ok=ref("Employment"),
+)
 async def end_employment(request: web.Request) -> web.Response:
     data = await _body(request, {"ended_on"})
     employment = await _insurance(request).end_employment(
@@ -120,6 +179,25 @@ async def end_employment(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/admin/reports/late-registrations")
+@operation(
+    "Registrations made more than 30 days after hiring",
+    "operator",
+    params=[
+        param("from", "query", DATE, "registration date (default: month start)"),
+        param("to", "query", DATE, "registration date (default: month end)"),
+        param("employer_id", "query", EMPLOYER_ID),
+        FORMAT,
+    ],
+    ok=obj(
+        {
+            "from": DATE,
+            "to": DATE,
+            "deadline_days": INT,
+            "registrations": array(ref("Employment")),
+        }
+    ),
+    csv=True,
+)
 async def late_registrations(request: web.Request) -> web.StreamResponse:
     """Registrations made more than 30 days after hiring, by registration date:
     ?from=YYYY-MM-DD&to=YYYY-MM-DD (default: the current month)&employer_id=&format=."""
@@ -140,11 +218,46 @@ async def late_registrations(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/v1/admin/people/{ssn}")
+@operation(
+    "A person: birth date and sex (from the ID number), account, cards, employments, suspensions",
+    "operator",
+    params=[SSN_PATH],
+    ok=obj(
+        {
+            "ssn": SSN,
+            "name": STR,
+            "birth_date": DATE,
+            "sex": {"enum": ["male", "female"]},
+            "account_id": INT,
+            "balance": FEN,
+            "account_status": STR,
+            "cards": array(
+                obj(
+                    {
+                        "pan": PAN,
+                        "status": STR,
+                        "expires_on": DATE,
+                        "pin_failures": INT,
+                    }
+                )
+            ),
+            "employments": array(ref("Employment")),
+            "suspensions": array(ref("Suspension")),
+        }
+    ),
+)
 async def get_person(request: web.Request) -> web.Response:
     return web.json_response(await _insurance(request).person_record(_ssn(request)))
 
 
 @routes.get("/v1/admin/people/{ssn}/contributions")
+@operation(
+    "Payment notice of a person: paid, missing and suspended months",
+    "operator",
+    params=[SSN_PATH, FROM_MONTH, TO_MONTH, FORMAT],
+    ok=ref("PersonNotice"),
+    csv=True,
+)
 async def person_notice(request: web.Request) -> web.StreamResponse:
     """Payment notice of one person: ?from=YYYY-MM&to=YYYY-MM&format=json|csv."""
     insurance = _insurance(request)
@@ -160,6 +273,13 @@ async def person_notice(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/v1/admin/employers/{employer_id}/payment-notice")
+@operation(
+    "Payment notice of an employer: per employee, paid and missing months",
+    "operator",
+    params=[EMPLOYER_PATH, FROM_MONTH, TO_MONTH, FORMAT],
+    ok=ref("EmployerNotice"),
+    csv=True,
+)
 async def employer_notice(request: web.Request) -> web.StreamResponse:
     """What the employer paid for which months, per employee, and what is missing."""
     insurance = _insurance(request)
@@ -174,6 +294,14 @@ async def employer_notice(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/v1/admin/people/{ssn}/suspension")
+@operation(
+    "Declare a suspension of insurance from a month (at the counter)",
+    "operator",
+    params=[SSN_PATH],
+    body=MONTH_BODY,
+    ok={"type": "object"},
+    status="201",
+)
 async def declare_suspension(request: web.Request) -> web.Response:
     data = await _body(request, {"from_month"})
     result = await _insurance(request).declare_suspension(
@@ -183,6 +311,13 @@ async def declare_suspension(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/people/{ssn}/resumption")
+@operation(
+    "End the open suspension: contributions accepted again from a month",
+    "operator",
+    params=[SSN_PATH],
+    body=MONTH_BODY,
+    ok=obj({"ssn": SSN, "suspensions": array(ref("Suspension"))}),
+)
 async def resume_insurance(request: web.Request) -> web.Response:
     data = await _body(request, {"from_month"})
     result = await _insurance(request).resume(
@@ -192,6 +327,12 @@ async def resume_insurance(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/admin/people/{ssn}/eligibility")
+@operation(
+    "Covered for pooled-fund reimbursement on a date, with the reason",
+    "operator",
+    params=[SSN_PATH, param("date", "query", DATE, "default: today")],
+    ok=ref("Eligibility"),
+)
 async def eligibility(request: web.Request) -> web.Response:
     """Covered for pooled-fund reimbursement on ?date=YYYY-MM-DD (default today), and why."""
     day = field_optional_date(request.query, "date")
@@ -199,6 +340,14 @@ async def eligibility(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/people/{ssn}/password-reset")
+@operation(
+    "Reset the self-service password to the first password of the card "
+    "(the ID card is checked against the card); unlocks the login",
+    "operator",
+    params=[SSN_PATH],
+    body=obj({"pan": PAN}),
+    ok=obj({"ssn": SSN, "status": STR, "must_change_password": BOOL}),
+)
 async def reset_password(request: web.Request) -> web.Response:
     """Counter reset of the self-service password after the ID card is checked against
     the card ({pan}); back to the first password, to be changed at the next login."""
@@ -213,6 +362,19 @@ async def reset_password(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/admin/allocations")
+@operation(
+    "Allocation run for a month: credit every individual account from the "
+    "month's contributions (individual part + 30 % of the employer part); "
+    "idempotent per person and month",
+    "operator",
+    body=obj({"month": MONTH}),
+    ok=obj(
+        {
+            **ALLOCATION_SUMMARY_PROPS,
+            "this_run": obj({"persons": INT, "amount": FEN, "batches": INT}),
+        }
+    ),
+)
 async def run_allocation(request: web.Request) -> web.Response:
     """Allocate a month's contributions to individual accounts: {month: YYYY-MM}.
     Idempotent per person and month: running it again credits nobody twice."""
@@ -224,6 +386,31 @@ async def run_allocation(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/admin/allocations/{month}")
+@operation(
+    "Allocation report of a month: summary and per-person lines",
+    "operator",
+    params=[param("month", "path", MONTH), LIMIT, CURSOR_PARAM, FORMAT],
+    ok=obj(
+        {
+            **ALLOCATION_SUMMARY_PROPS,
+            "lines": array(
+                obj(
+                    {
+                        "account_id": INT,
+                        "ssn": SSN,
+                        "name": STR,
+                        "employer_part": FEN,
+                        "individual_part": FEN,
+                        "amount": FEN,
+                        "allocated_at": TIME,
+                    }
+                )
+            ),
+            "next_cursor": CURSOR,
+        }
+    ),
+    csv=True,
+)
 async def allocation_report(request: web.Request) -> web.StreamResponse:
     """Summary and per-person lines: ?limit=&cursor=&format=json|csv."""
     month = _month_path(request)
@@ -239,6 +426,38 @@ async def allocation_report(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/v1/admin/audit")
+@operation(
+    "The audit trail, newest first (never a PIN, password, key or token)",
+    "operator",
+    params=[
+        param("subject_kind", "query", STR),
+        param("subject_id", "query", STR),
+        param("action", "query", STR),
+        LIMIT,
+        CURSOR_PARAM,
+    ],
+    ok=obj(
+        {
+            "entries": array(
+                obj(
+                    {
+                        "audit_id": INT,
+                        "time": TIME,
+                        "actor_kind": {"enum": ["operator", "cardholder", "system"]},
+                        "actor_id": STR,
+                        "remote_addr": nullable(STR),
+                        "request_id": nullable(STR),
+                        "action": STR,
+                        "subject_kind": STR,
+                        "subject_id": STR,
+                        "details": {"type": "object"},
+                    }
+                )
+            ),
+            "next_cursor": CURSOR,
+        }
+    ),
+)
 async def audit_trail(request: web.Request) -> web.Response:
     """Newest first: ?subject_kind=&subject_id=&action=&limit=&cursor=."""
     query = request.query

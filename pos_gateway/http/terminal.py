@@ -11,6 +11,9 @@ from aiohttp import web
 
 from pos_gateway.domain.decisions import Code, MerchantStanding
 from pos_gateway.errors import BadRequest, DomainError, Forbidden, Unauthorized
+from pos_gateway.http.api import TERMINAL, operation
+from pos_gateway.http.messages import BatchClose, TerminalRequest
+from pos_gateway.http.schemas import BOOL, FIGURES, INT, obj, ref
 from pos_gateway.http.state import METRICS, SERVICES, SETTINGS
 from pos_gateway.http.validation import (
     MAX_BODY_BYTES,
@@ -102,6 +105,15 @@ def verify_terminal(
     )
 
 
+@operation(
+    "Every financial request (purchase, balance inquiry, refund, reversal; cash "
+    "withdrawal and transfer are declined 57)",
+    "terminal",
+    security=TERMINAL,
+    body=TerminalRequest,
+    ok=ref("TransactionAnswer"),
+    errors=("400", "401", "403"),
+)
 async def post_transaction(request: web.Request) -> web.Response:
     """POST /v1/transactions: authenticate, validate, process, answer."""
     started = time.perf_counter()
@@ -157,6 +169,22 @@ async def post_transaction(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
+@operation(
+    "Close the open batch: compare the terminal's totals with the gateway's",
+    "terminal",
+    security=TERMINAL,
+    body=BatchClose,
+    ok=obj(
+        {
+            "batch_no": INT,
+            "in_balance": BOOL,
+            "gateway": obj({"purchases": FIGURES, "refunds": FIGURES}),
+            "terminal": obj({"purchases": FIGURES, "refunds": FIGURES}),
+            "next_batch_no": INT,
+        }
+    ),
+    errors=("400", "401", "403", "409"),
+)
 async def post_batch_close(request: web.Request) -> web.Response:
     """POST /v1/batches/close: reconcile the terminal's totals, open the next batch."""
     services = request.app[SERVICES]
@@ -168,6 +196,13 @@ async def post_batch_close(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
+@operation(
+    "The open batch number (signed request, empty body)",
+    "terminal",
+    security=TERMINAL,
+    ok=obj({"batch_no": INT}),
+    errors=("401", "403"),
+)
 async def get_open_batch(request: web.Request) -> web.Response:
     """GET /v1/batches/open (signed, empty body): the batch number a close must name, for a
     terminal that lost its own count."""
