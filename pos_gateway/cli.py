@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import sys
@@ -13,41 +14,25 @@ from pathlib import Path
 import structlog
 
 from pos_gateway.logs import configure_logging
-from pos_gateway.settings import ConfigError, Settings
+from pos_gateway.settings import ConfigError, Settings, ensure_embedded_secrets, environment_help
 
 log = structlog.get_logger("pos_gateway.cli")
-
-_ENVIRONMENT_HELP = """\
-environment:
-  POS_DATABASE_URL   PostgreSQL URL; unset: embedded PostgreSQL under POS_DATA_DIR
-  POS_DATA_DIR       data directory of the embedded database and generated secrets
-                     (default ./.pos-data)
-  POS_MASTER_KEY     64 hex chars: wraps terminal keys at rest
-  POS_PIN_PEPPER     64 hex chars: secret mixed into every PIN hash
-  POS_ADMIN_TOKEN    bearer token of the operator API
-                     (the three secrets are generated into POS_DATA_DIR/secrets.json,
-                     mode 0600, when unset and the database is embedded)
-  POS_ARGON2_TIME_COST, POS_ARGON2_MEMORY_KIB, POS_ARGON2_PARALLELISM
-                     PIN hash cost (default t=2, m=19456 KiB, p=1); anything weaker
-                     is refused unless POS_ALLOW_WEAK_PIN_HASH=bench (benchmarks)
-  POS_GROUP_COMMIT_MAX_BATCH, POS_GROUP_COMMIT_FLUSHERS
-                     group commit of purchases (default 256 per batch, 2 flushers;
-                     1 turns it off)
-  POS_PIN_THREADS    threads verifying PINs (default: CPU count)
-  POS_PIN_QUEUE_MAX  PIN checks waiting per process before new requests get 91 at
-                     once, unrecorded (default 100)
-  POS_LOG_LEVEL      debug | info | warning | error (default info)
-"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pos-gateway",
         description="Medical-insurance card POS gateway.",
-        epilog=_ENVIRONMENT_HELP,
+        epilog=environment_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Every command reads the same environment, so each --help lists it.
+    sub.add_parser = functools.partial(  # type: ignore[method-assign]
+        sub.add_parser,
+        epilog=environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
     serve = sub.add_parser("serve", help="run the gateway (migrates first)")
     serve.add_argument(
@@ -115,9 +100,16 @@ def _iso_month(text: str):
         raise argparse.ArgumentTypeError("expected YYYY-MM") from None
 
 
+# The commands that may start a fresh embedded database generate its secrets first;
+# loading the configuration itself never writes a file.
+_GENERATE_SECRETS = frozenset({"serve", "migrate", "demo-data"})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command in _GENERATE_SECRETS:
+            ensure_embedded_secrets()
         settings = Settings.from_env()
     except ConfigError as exc:
         print(f"pos-gateway: configuration error: {exc}", file=sys.stderr)

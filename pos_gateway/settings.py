@@ -1,12 +1,17 @@
-"""Configuration: one frozen Settings, read from POS_* environment variables."""
+"""Configuration: one frozen Settings, read from the POS_* environment variables declared
+once in VARIABLES (type, default, help); the commands' --help is generated from it."""
 
 from __future__ import annotations
 
 import json
 import os
 import secrets
-from dataclasses import dataclass, field, replace
+import textwrap
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pos_gateway.security.pins import Argon2Params
 
@@ -25,69 +30,25 @@ class Secrets:
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
-    secrets: Secrets
-    database_url: str | None = None  # None: embedded PostgreSQL under data_dir
-    data_dir: Path = Path(".pos-data")
-    argon2: Argon2Params = field(default_factory=Argon2Params)
-    pin_threads: int = 2
-    max_amount_fen: int = 5_000_000  # 50,000 CNY per transaction
-    timestamp_window_s: int = 300
-    business_tz: str = "Asia/Shanghai"
-    db_connect_timeout_s: float = 2.0
-    db_command_timeout_s: float = 5.0
-    db_pool_max: int = 20
-    group_commit_max_batch: int = 256  # 1 turns group commit off: one commit per request
-    group_commit_flushers: int = 2
-    pin_queue_max: int = 100  # PIN checks waiting per process before requests are shed (91)
-    log_level: str = "info"
+class Variable:
+    """One POS_* environment variable: its type (a parser from text), its default and
+    its help. `field` names the Settings attribute it sets (None: read elsewhere)."""
 
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        """Read POS_* variables; with the embedded database, missing secrets are generated
-        once into POS_DATA_DIR (mode 0600) so a fresh checkout runs with no set-up."""
-        env = dict(os.environ if env is None else env)
-        data_dir = Path(env.get("POS_DATA_DIR", ".pos-data"))
-        database_url = env.get("POS_DATABASE_URL") or None
-        base = cls(secrets=_load_secrets(env, data_dir, embedded=database_url is None))
-        argon2 = Argon2Params(
-            time_cost=_int(env, "POS_ARGON2_TIME_COST", base.argon2.time_cost),
-            memory_cost_kib=_int(env, "POS_ARGON2_MEMORY_KIB", base.argon2.memory_cost_kib),
-            parallelism=_int(env, "POS_ARGON2_PARALLELISM", base.argon2.parallelism),
-        )
-        if argon2 != Argon2Params() and not _weak_hash_allowed(env, argon2):
-            raise ConfigError(
-                "PIN hash parameters below t=2, m=19456 KiB (OWASP minimum for argon2id) are "
-                "for benchmarks only: set POS_ALLOW_WEAK_PIN_HASH=bench to use them"
-            )
-        return replace(
-            base,
-            database_url=database_url,
-            data_dir=data_dir,
-            argon2=argon2,
-            pin_threads=_int(env, "POS_PIN_THREADS", os.cpu_count() or 2),
-            max_amount_fen=_int(env, "POS_MAX_AMOUNT_FEN", base.max_amount_fen),
-            db_pool_max=_int(env, "POS_DB_POOL_MAX", base.db_pool_max),
-            group_commit_max_batch=_int(
-                env, "POS_GROUP_COMMIT_MAX_BATCH", base.group_commit_max_batch
-            ),
-            group_commit_flushers=_int(
-                env, "POS_GROUP_COMMIT_FLUSHERS", base.group_commit_flushers
-            ),
-            pin_queue_max=_int(env, "POS_PIN_QUEUE_MAX", base.pin_queue_max),
-            log_level=env.get("POS_LOG_LEVEL", base.log_level).lower(),
-        )
+    name: str
+    parse: Callable[[str, str], Any]
+    default: Any
+    help: str
+    field: str | None = None
+    shown_default: str | None = None
+
+    def read(self, env: Mapping[str, str]) -> Any:
+        raw = env.get(self.name)
+        if raw is None or raw == "":
+            return self.default
+        return self.parse(self.name, raw)
 
 
-def _weak_hash_allowed(env: dict[str, str], params: Argon2Params) -> bool:
-    strong = params.time_cost >= 2 and params.memory_cost_kib >= 19456
-    return strong or env.get("POS_ALLOW_WEAK_PIN_HASH") == "bench"
-
-
-def _int(env: dict[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def _positive_int(name: str, raw: str) -> int:
     try:
         value = int(raw)
     except ValueError:
@@ -95,6 +56,175 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ConfigError(f"{name} must be positive")
     return value
+
+
+def _positive_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"{name} must be positive")
+    return value
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _path(name: str, raw: str) -> Path:
+    return Path(raw)
+
+
+def _zone(name: str, raw: str) -> str:
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{name} must be an IANA time zone such as Asia/Shanghai") from None
+    return raw
+
+
+def _log_level(name: str, raw: str) -> str:
+    level = raw.lower()
+    if level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"{name} must be debug, info, warning or error")
+    return level
+
+
+_ARGON2 = Argon2Params()
+_GENERATED_NOTE = " (generated into POS_DATA_DIR/secrets.json, mode 0600, by serve, migrate and demo-data when unset and the database is embedded)"  # noqa: E501
+VARIABLES: tuple[Variable, ...] = (
+    Variable("POS_DATABASE_URL", _text, None,
+             "PostgreSQL URL; unset: embedded PostgreSQL under POS_DATA_DIR", "database_url"),
+    Variable("POS_DATA_DIR", _path, Path(".pos-data"),
+             "data directory of the embedded database and generated secrets", "data_dir"),
+    Variable("POS_MASTER_KEY", _text, None,
+             "64 hex chars: wraps terminal keys at rest" + _GENERATED_NOTE),
+    Variable("POS_PIN_PEPPER", _text, None,
+             "64 hex chars: secret mixed into every PIN hash" + _GENERATED_NOTE),
+    Variable("POS_ADMIN_TOKEN", _text, None,
+             "bearer token of the operator API" + _GENERATED_NOTE),
+    Variable("POS_ARGON2_TIME_COST", _positive_int, _ARGON2.time_cost, "PIN hash time cost"),
+    Variable("POS_ARGON2_MEMORY_KIB", _positive_int, _ARGON2.memory_cost_kib,
+             "PIN hash memory cost in KiB"),
+    Variable("POS_ARGON2_PARALLELISM", _positive_int, _ARGON2.parallelism,
+             "PIN hash parallelism"),
+    Variable("POS_ALLOW_WEAK_PIN_HASH", _text, None,
+             "'bench' allows PIN hash costs below t=2, m=19456 KiB (benchmarks only)"),
+    Variable("POS_PIN_THREADS", _positive_int, None, "threads verifying PINs", "pin_threads",
+             shown_default="CPU count"),
+    Variable("POS_PIN_QUEUE_MAX", _positive_int, 100,
+             "PIN checks waiting per process before new requests get 91 at once, unrecorded",
+             "pin_queue_max"),
+    Variable("POS_MAX_AMOUNT_FEN", _positive_int, 5_000_000,
+             "largest amount of one transaction, in fen", "max_amount_fen"),
+    Variable("POS_TIMESTAMP_WINDOW_S", _positive_int, 300,
+             "how far X-Timestamp of a terminal request may be from now, in seconds",
+             "timestamp_window_s"),
+    Variable("POS_BUSINESS_TZ", _zone, "Asia/Shanghai",
+             "time zone in which dates (designation, expiry, months) are judged",
+             "business_tz"),
+    Variable("POS_DB_CONNECT_TIMEOUT_S", _positive_float, 2.0,
+             "seconds to connect to PostgreSQL", "db_connect_timeout_s"),
+    Variable("POS_DB_COMMAND_TIMEOUT_S", _positive_float, 5.0,
+             "seconds one SQL command may take", "db_command_timeout_s"),
+    Variable("POS_DB_POOL_MAX", _positive_int, 20, "connections in the pool", "db_pool_max"),
+    Variable("POS_GROUP_COMMIT_MAX_BATCH", _positive_int, 256,
+             "purchases recorded by one commit; 1 turns group commit off",
+             "group_commit_max_batch"),
+    Variable("POS_GROUP_COMMIT_FLUSHERS", _positive_int, 2,
+             "group commits in flight at once", "group_commit_flushers"),
+    Variable("POS_LOG_LEVEL", _log_level, "info", "debug | info | warning | error",
+             "log_level"),
+    Variable("POS_SCHEMA_DIR", _path, None,
+             "directory of the SQL migrations (default: schema/ of the package)"),
+    Variable("POS_DEMO_PORT", _positive_int, 8080, "port of `make demo` (scripts/demo.sh)"),
+    Variable("POS_TEST_DATABASE_URL", _text, None,
+             "tests only: PostgreSQL server to create the test database on "
+             "(default: an embedded one)"),
+)  # fmt: skip
+_BY_NAME = {v.name: v for v in VARIABLES}
+
+
+def _default(name: str) -> Any:
+    return _BY_NAME[name].default
+
+
+def environment_help() -> str:
+    """The `environment:` section of every command's --help, from VARIABLES."""
+    lines = ["environment:"]
+    for var in VARIABLES:
+        shown = var.shown_default or (None if var.default is None else str(var.default))
+        suffix = f" (default {shown})" if shown is not None else ""
+        lines.append(f"  {var.name}")
+        lines.extend(f"      {line}" for line in textwrap.wrap(var.help + suffix, 74))
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    secrets: Secrets
+    database_url: str | None = None  # None: embedded PostgreSQL under data_dir
+    data_dir: Path = _default("POS_DATA_DIR")  # noqa: RUF009 (a Path is immutable)
+    argon2: Argon2Params = field(default_factory=Argon2Params)
+    pin_threads: int = 2
+    max_amount_fen: int = _default("POS_MAX_AMOUNT_FEN")
+    timestamp_window_s: int = _default("POS_TIMESTAMP_WINDOW_S")
+    business_tz: str = _default("POS_BUSINESS_TZ")
+    db_connect_timeout_s: float = _default("POS_DB_CONNECT_TIMEOUT_S")
+    db_command_timeout_s: float = _default("POS_DB_COMMAND_TIMEOUT_S")
+    db_pool_max: int = _default("POS_DB_POOL_MAX")
+    group_commit_max_batch: int = _default("POS_GROUP_COMMIT_MAX_BATCH")
+    group_commit_flushers: int = _default("POS_GROUP_COMMIT_FLUSHERS")
+    pin_queue_max: int = _default("POS_PIN_QUEUE_MAX")
+    log_level: str = _default("POS_LOG_LEVEL")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the POS_* variables of VARIABLES. Writes nothing: with the embedded
+        database, secrets not in the environment are read from the file that
+        ensure_embedded_secrets() wrote."""
+        env = dict(os.environ if env is None else env)
+        values = {v.field: v.read(env) for v in VARIABLES if v.field is not None}
+        if values["pin_threads"] is None:
+            values["pin_threads"] = os.cpu_count() or 2
+        argon2 = Argon2Params(
+            time_cost=_BY_NAME["POS_ARGON2_TIME_COST"].read(env),
+            memory_cost_kib=_BY_NAME["POS_ARGON2_MEMORY_KIB"].read(env),
+            parallelism=_BY_NAME["POS_ARGON2_PARALLELISM"].read(env),
+        )
+        if argon2 != Argon2Params() and not _weak_hash_allowed(env, argon2):
+            raise ConfigError(
+                "PIN hash parameters below t=2, m=19456 KiB (OWASP minimum for argon2id) are "
+                "for benchmarks only: set POS_ALLOW_WEAK_PIN_HASH=bench to use them"
+            )
+        embedded = values["database_url"] is None
+        return cls(
+            secrets=_load_secrets(env, values["data_dir"], embedded=embedded),
+            argon2=argon2,
+            **values,
+        )
+
+
+def ensure_embedded_secrets(env: Mapping[str, str] | None = None) -> Path | None:
+    """The explicit step of serve, migrate and demo-data that lets a fresh checkout run
+    with no set-up: with the embedded database and a secret missing from the
+    environment, generate the three secrets once into POS_DATA_DIR (mode 0600).
+    Returns the file, or None when the environment provides everything needed."""
+    env = dict(os.environ if env is None else env)
+    if _BY_NAME["POS_DATABASE_URL"].read(env) is not None:
+        return None
+    if all(env.get(name) for name in _SECRET_NAMES):
+        return None
+    data_dir: Path = _BY_NAME["POS_DATA_DIR"].read(env)
+    if not (data_dir / SECRETS_FILE).exists():
+        _generated_secrets(data_dir)
+    return data_dir / SECRETS_FILE
+
+
+def _weak_hash_allowed(env: Mapping[str, str], params: Argon2Params) -> bool:
+    strong = params.time_cost >= 2 and params.memory_cost_kib >= 19456
+    return strong or env.get("POS_ALLOW_WEAK_PIN_HASH") == "bench"
 
 
 def _hex_key(name: str, raw: str, length: int) -> bytes:
@@ -107,22 +237,41 @@ def _hex_key(name: str, raw: str, length: int) -> bytes:
     return key
 
 
-def _load_secrets(env: dict[str, str], data_dir: Path, *, embedded: bool) -> Secrets:
-    names = ("POS_MASTER_KEY", "POS_PIN_PEPPER", "POS_ADMIN_TOKEN")
-    values = {name: env.get(name) or None for name in names}
+_SECRET_NAMES = ("POS_MASTER_KEY", "POS_PIN_PEPPER", "POS_ADMIN_TOKEN")
+
+
+def _load_secrets(env: Mapping[str, str], data_dir: Path, *, embedded: bool) -> Secrets:
+    values = {name: env.get(name) or None for name in _SECRET_NAMES}
     if any(v is None for v in values.values()):
+        missing = ", ".join(n for n, v in values.items() if v is None)
         if not embedded:
-            missing = ", ".join(n for n, v in values.items() if v is None)
             raise ConfigError(
                 f"{missing} must be set when POS_DATABASE_URL points at an external database"
             )
-        stored = _generated_secrets(data_dir)
-        values = {name: values[name] or stored[name] for name in names}
+        stored = _stored_secrets(data_dir / SECRETS_FILE, missing)
+        values = {name: values[name] or stored[name] for name in _SECRET_NAMES}
     return Secrets(
         master_key=_hex_key("POS_MASTER_KEY", values["POS_MASTER_KEY"], 32),
         pin_pepper=_hex_key("POS_PIN_PEPPER", values["POS_PIN_PEPPER"], 32),
         admin_token=values["POS_ADMIN_TOKEN"],
     )
+
+
+def _stored_secrets(path: Path, missing: str) -> dict[str, str]:
+    try:
+        stored = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{missing} not set and {path} does not exist: run `pos-gateway migrate` (or "
+            "serve) once to generate the embedded database's secrets"
+        ) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(stored, dict) or not all(
+        isinstance(stored.get(k), str) for k in _SECRET_NAMES
+    ):
+        raise ConfigError(f"{path} is incomplete; remove it only if the data dir is new")
+    return stored
 
 
 def _generated_secrets(data_dir: Path) -> dict[str, str]:
@@ -147,10 +296,4 @@ def _generated_secrets(data_dir: Path) -> dict[str, str]:
         return fresh
     finally:
         tmp.unlink()
-    try:
-        stored = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-    if not all(isinstance(stored.get(k), str) for k in fresh):
-        raise ConfigError(f"{path} is incomplete; remove it only if the data dir is new")
-    return stored
+    return _stored_secrets(path, "secrets")

@@ -425,9 +425,10 @@ def test_repr_of_terminal_keys_shows_no_key_bytes() -> None:
 
 
 def test_weak_pin_hash_parameters_need_the_bench_switch(tmp_path) -> None:
-    from pos_gateway.settings import ConfigError, Settings
+    from pos_gateway.settings import ConfigError, Settings, ensure_embedded_secrets
 
     env = {"POS_DATA_DIR": str(tmp_path), "POS_ARGON2_TIME_COST": "1"}
+    ensure_embedded_secrets(env)
 
     with pytest.raises(ConfigError, match="POS_ALLOW_WEAK_PIN_HASH"):
         Settings.from_env(env)
