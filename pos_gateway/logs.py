@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -58,7 +59,9 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def redact_secrets(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def redact_secrets(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """Drop secret fields, mask PANs (first 6 + last 4) wherever they appear."""
     for key in list(event):
         lowered = key.lower()

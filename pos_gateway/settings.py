@@ -250,10 +250,11 @@ def _load_secrets(env: Mapping[str, str], data_dir: Path, *, embedded: bool) -> 
             )
         stored = _stored_secrets(data_dir / SECRETS_FILE, missing)
         values = {name: values[name] or stored[name] for name in _SECRET_NAMES}
+    master_key, pin_pepper, admin_token = (values[name] or "" for name in _SECRET_NAMES)
     return Secrets(
-        master_key=_hex_key("POS_MASTER_KEY", values["POS_MASTER_KEY"], 32),
-        pin_pepper=_hex_key("POS_PIN_PEPPER", values["POS_PIN_PEPPER"], 32),
-        admin_token=values["POS_ADMIN_TOKEN"],
+        master_key=_hex_key("POS_MASTER_KEY", master_key, 32),
+        pin_pepper=_hex_key("POS_PIN_PEPPER", pin_pepper, 32),
+        admin_token=admin_token,
     )
 
 

@@ -187,7 +187,7 @@ def _citizen_id(index: int) -> str:
     return first17 + "10X98765432"[total % 11]
 
 
-def raw_argon2_rate(params: dict[str, int], threads: int, seconds: float) -> float:
+def raw_argon2_rate(params: dict[str, Any], threads: int, seconds: float) -> float:
     """argon2id verifications per second on `threads` threads (argon2-cffi frees the GIL)."""
     hasher = argon2.PasswordHasher(**params, type=argon2.Type.ID)
     secret = secrets.token_bytes(32)

@@ -157,10 +157,12 @@ class _Run:
         if "amount" in step:
             fields["amount"] = parse_amount(str(step["amount"]))
         original = self.saved.get(step.get("original", ""))
+        if txn_type in ("refund", "reversal") and original is None:
+            raise ScenarioError(f"{txn_type}: no earlier step saved as {step.get('original')!r}")
         if txn_type == "refund":
-            fields["original_rrn"] = original["answer"]["rrn"]
+            fields["original_rrn"] = original["answer"]["rrn"]  # type: ignore[index]
         if txn_type == "reversal":
-            fields["original_stan"] = original["answer"]["stan"]
+            fields["original_stan"] = original["answer"]["stan"]  # type: ignore[index]
         body, answer = await terminal.transact(txn_type, **fields)
         self._count(terminal, txn_type, answer, original)
         if "save" in step:

@@ -90,6 +90,7 @@ async def test_a_programming_error_on_the_terminal_path_is_96_not_91(
     terminal = await world.terminal()
     card = await world.card(balance=5_000)
     services = world.client.server.app
+
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise asyncpg.InterfaceError("cannot perform operation: another operation is in progress")
 

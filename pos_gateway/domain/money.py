@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 CURRENCY = "CNY"
 MAX_FEN = 10**13  # far above any real amount; keeps values inside bigint with room for sums
 
 
-def is_fen_amount(value: object) -> bool:
+def is_fen_amount(value: object) -> TypeGuard[int]:
     """True for a non-negative int (bool excluded: JSON `true` must not pass as 1 fen)."""
     return type(value) is int and 0 <= value <= MAX_FEN
 

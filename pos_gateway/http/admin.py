@@ -56,6 +56,7 @@ from pos_gateway.http.validation import (
     field_str,
     only_fields,
     parse_json_object,
+    unchecked,
 )
 from pos_gateway.services import reports
 from pos_gateway.services.admin import AdminService
@@ -105,7 +106,7 @@ def _merchant_id(request: web.Request) -> str:
 async def register_person(request: web.Request) -> web.Response:
     data = await _body(request, {"ssn", "name", "opening_allocation"})
     result = await _admin(request).register_person(
-        data.get("ssn"),
+        unchecked(data, "ssn"),
         field_str(data, "name", max_len=100),
         field_fen(data, "opening_allocation", default=0),
         actor=operator_actor(request),
@@ -168,7 +169,7 @@ async def unfreeze_account(request: web.Request) -> web.Response:
 async def issue_card(request: web.Request) -> web.Response:
     data = await _body(request, {"ssn", "pin", "pan", "expires_on"})
     card = await _admin(request).issue_card(
-        data.get("ssn"),
+        unchecked(data, "ssn"),
         pin=field_str(data, "pin", max_len=12, required=False),
         pan=field_str(data, "pan", max_len=19, required=False),
         expires_on=field_date(data, "expires_on", required=False),
@@ -237,7 +238,7 @@ async def reset_pin(request: web.Request) -> web.Response:
     data = await _body(request, {"ssn", "new_pin"})
     await _admin(request).reset_pin(
         _pan(request),
-        data.get("ssn"),
+        unchecked(data, "ssn"),
         field_str(data, "new_pin", max_len=12),
         actor=operator_actor(request),
     )
@@ -396,7 +397,7 @@ async def replace_card(request: web.Request) -> web.Response:
     data = await _body(request, {"ssn", "pin"})
     card = await _admin(request).replace_card(
         _pan(request),
-        data.get("ssn"),
+        unchecked(data, "ssn"),
         pin=field_str(data, "pin", max_len=12, required=False),
         actor=operator_actor(request),
     )

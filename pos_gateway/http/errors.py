@@ -29,7 +29,7 @@ def status_of(error: DomainError) -> int:
         return STATUS_BY_CODE[error.code]
     for kind in type(error).__mro__:
         if kind in STATUS_BY_KIND:
-            return STATUS_BY_KIND[kind]  # type: ignore[index]
+            return STATUS_BY_KIND[kind]
     return 400
 
 

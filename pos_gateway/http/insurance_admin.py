@@ -50,6 +50,7 @@ from pos_gateway.http.validation import (
     field_str,
     only_fields,
     parse_json_object,
+    unchecked,
 )
 from pos_gateway.services.audit_trail import audit_trail_page
 from pos_gateway.services.cardholder import CardholderService
@@ -152,7 +153,7 @@ async def register_employment(request: web.Request) -> web.Response:
     """{ssn, hired_on[, employer_id]}: without employer_id, flexible employment."""
     data = await _body(request, {"ssn", "employer_id", "hired_on"})
     employment = await _insurance(request).register_employment(
-        data.get("ssn"),
+        unchecked(data, "ssn"),
         field_str(data, "employer_id", max_len=18, required=False),
         field_date(data, "hired_on"),
         actor=operator_actor(request),

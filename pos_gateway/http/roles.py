@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 from aiohttp import web
 from aiohttp.abc import AbstractView
+from aiohttp.typedefs import Middleware
 
 from pos_gateway.errors import Forbidden, Unauthorized
 from pos_gateway.http.insurance_state import INSURANCE
@@ -72,7 +73,7 @@ async def cardholder_auth(request: web.Request, handler: Handler) -> web.StreamR
 
 def sub_application(
     prefix: str,
-    middleware: Callable[[web.Request, Handler], Awaitable[web.StreamResponse]],
+    middleware: Middleware,
     route_tables: Iterable[web.RouteTableDef],
     client_max_size: int,
 ) -> web.Application:

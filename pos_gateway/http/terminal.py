@@ -139,6 +139,7 @@ async def post_transaction(request: web.Request) -> web.Response:
         )
         terminal = verify_terminal(request, body, headers, context.terminal if context else None)
         if txn is None:
+            assert malformed is not None
             raise malformed
         txn_type, stan, pan = txn.txn_type, txn.stan, txn.pan
         structlog.contextvars.bind_contextvars(stan=stan, type=txn_type)

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -89,7 +89,7 @@ class AdminService:
 
     async def register_person(
         self, ssn: str, name: str, opening_allocation: int = 0, *, actor: Actor = SYSTEM_ACTOR
-    ) -> dict[str, object]:
+    ) -> dict[str, Any]:
         """Person and individual account; an opening allocation is journaled. Idempotent on
         the SSN: registering again returns the existing account and credits nothing."""
         ssn = checked_ssn(ssn)

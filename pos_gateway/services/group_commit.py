@@ -48,7 +48,7 @@ class _Pending:
                 continue
             if error is not None:
                 future.set_exception(error)
-            else:
+            elif answer is not None:
                 future.set_result(answer)
 
 

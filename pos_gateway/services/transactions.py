@@ -69,6 +69,10 @@ class TransactionRequest:
     original_local_date: date | None = None  # reversal, when the terminal sends it
 
 
+# What every record of a request starts with: its key, content hash, type and merchant.
+_Common = tuple[RequestKey, bytes, str, str]
+
+
 class Overloaded(Exception):
     """Too many PIN verifications waiting: the request is refused before any decision."""
 
@@ -198,7 +202,7 @@ class TransactionService:
         self,
         terminal: Terminal,
         request: TransactionRequest,
-        common: tuple,
+        common: _Common,
         context: RequestContext | None,
     ) -> StoredAnswer:
         """Purchase, balance inquiry and the refused kinds: decided on the card and PIN."""
@@ -209,6 +213,7 @@ class TransactionService:
         elif context is not None:
             card = context.card
         else:
+            assert pan is not None  # pan_ok
             card = await people.get_card(self._pool, pan)
         decline = self._decline_before_pin(terminal, request, card, pan_ok)
         needs_hash = decline is None or (
@@ -242,7 +247,7 @@ class TransactionService:
             return await self._check_pin_and_record(terminal, request, common, card)
 
     async def _record_card_decline(
-        self, common: tuple, card: Any, request: TransactionRequest, decline: Code
+        self, common: _Common, card: Any, request: TransactionRequest, decline: Code
     ) -> StoredAnswer:
         return await store.record_decline(
             self._pool,
@@ -277,7 +282,7 @@ class TransactionService:
         )
 
     async def _check_pin_and_record(
-        self, terminal: Terminal, request: TransactionRequest, common: tuple, card: Any
+        self, terminal: Terminal, request: TransactionRequest, common: _Common, card: Any
     ) -> StoredAnswer:
         assert request.pin_block is not None and request.pan is not None
         pan = request.pan

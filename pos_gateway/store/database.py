@@ -44,8 +44,10 @@ class Database:
 async def open_database(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Database]:
     """Start (or join) the embedded server when no URL is set, migrate, open a pool."""
     server = None
-    dsn = settings.database_url
-    if dsn is None:
+    dsn: str
+    if settings.database_url is not None:
+        dsn = settings.database_url
+    else:
         server, dsn = await asyncio.to_thread(start_embedded, settings.data_dir)
         await ensure_database(server.get_uri(database="postgres"))
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -548,7 +549,7 @@ class RequestContext:
 
     terminal: asyncpg.Record  # terminal, wrapped keys and merchant standing
     stored: StoredAnswer | None  # the answer already given to this (terminal, date, STAN)
-    card: dict[str, object] | None  # the card and its account, shaped as people.get_card
+    card: dict[str, Any] | None  # the card and its account, shaped as people.get_card
 
 
 _CONTEXT = """
