@@ -65,18 +65,21 @@ class BalanceInquiry(_Request, tag="balance_inquiry"):
     currency: Currency | UnsetType = UNSET
 
 
-class CashWithdrawal(_Request, tag="cash_withdrawal"):
+class _CardDebit(_Request):
+    """The shape of the kinds the gateway declines 57 (cash withdrawal, transfer)."""
+
     pan: Pan
     amount: Fen
     currency: Currency
     pin_block: PinBlock | UnsetType = UNSET
 
 
-class Transfer(_Request, tag="transfer"):
-    pan: Pan
-    amount: Fen
-    currency: Currency
-    pin_block: PinBlock | UnsetType = UNSET
+class CashWithdrawal(_CardDebit, tag="cash_withdrawal"):
+    pass
+
+
+class Transfer(_CardDebit, tag="transfer"):
+    pass
 
 
 class Refund(_Request, tag="refund"):
