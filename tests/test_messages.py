@@ -8,9 +8,12 @@ import hashlib
 import json
 from typing import Any
 
+import msgspec
 import pytest
 
 from pos_gateway.errors import BadRequest
+from pos_gateway.http.bodies import BODY_ERRORS, Login
+from pos_gateway.http.messages import decode
 from pos_gateway.http.validation import parse_batch_close, parse_transaction
 
 PIN_BLOCK = "0123456789abcdef" * 2
@@ -88,3 +91,23 @@ def test_batch_close_digest_and_figures_are_as_before() -> None:
     with pytest.raises(BadRequest) as refused:
         parse_batch_close(json.dumps({"batch_no": 7, **bad}).encode())
     assert refused.value.code == "invalid_figures"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"ssn": "x", "password": "a" * 65}, "invalid_password"),
+        ({"ssn": "x", "password": "pässword"}, "invalid_password"),
+        ({"ssn": 110105, "password": "secret"}, "invalid_ssn"),
+        ({"ssn": "x"}, "missing_field"),
+        ({"ssn": "x", "password": "secret", "remember_me": True}, "unexpected_field"),
+    ],
+)
+def test_a_typed_body_names_the_field_at_fault(body: dict[str, Any], code: str) -> None:
+    decoder = msgspec.json.Decoder(Login)
+    with pytest.raises(BadRequest) as refused:
+        decode(decoder, json.dumps(body).encode(), BODY_ERRORS)
+    assert refused.value.code == code
+    assert decode(decoder, b'{"ssn": "x", "password": "secret"}', BODY_ERRORS) == Login(
+        ssn="x", password="secret"
+    )

@@ -12,6 +12,14 @@ from aiohttp import web
 from pos_gateway.errors import BadRequest
 from pos_gateway.http.actors import cardholder_actor
 from pos_gateway.http.api import operation
+from pos_gateway.http.bodies import (
+    Login,
+    LoginAnswer,
+    PasswordChange,
+    PinChange,
+    parse_body,
+    respond,
+)
 from pos_gateway.http.insurance_state import INSURANCE
 from pos_gateway.http.render import STATEMENT_COLUMNS, csv_response, query_int, wants_csv
 from pos_gateway.http.roles import SESSION
@@ -28,8 +36,6 @@ from pos_gateway.http.schemas import (
     MASKED_PAN,
     MONTH,
     MONTH_BODY,
-    PASSWORD,
-    PIN,
     SSN,
     STATEMENT_PAGE,
     STATUS_ONLY,
@@ -46,8 +52,6 @@ from pos_gateway.http.validation import (
     field_month,
     field_optional_date,
     field_optional_month,
-    field_password,
-    field_pin,
     only_fields,
     parse_json_object,
 )
@@ -89,33 +93,22 @@ def _card_id(request: web.Request) -> int:
     "digits of the card number and must be changed first. Locked for 30 minutes "
     "after 5 wrong passwords in a row (or until a counter reset)",
     "cardholder",
-    body=obj({"ssn": SSN, "password": PASSWORD}),
-    ok=obj(
-        {
-            "token": STR,
-            "token_type": {"const": "Bearer"},
-            "expires_in": INT,
-            "must_change_password": BOOL,
-        }
-    ),
+    body=Login,
+    ok=LoginAnswer,
     errors=("400", "401", "403"),
 )
 async def login(request: web.Request) -> web.Response:
     """{ssn, password} -> a bearer token, shown once."""
-    data = await _body(request, {"ssn", "password"})
-    ssn = data.get("ssn")
-    if not isinstance(ssn, str):
-        raise BadRequest("ssn must be a string", code="invalid_ssn")
+    body = await parse_body(request, Login)
     result = await _cardholder_service(request).login(
-        ssn, field_password(data, "password"), actor=cardholder_actor(request, ssn[:18])
+        body.ssn, body.password, actor=cardholder_actor(request, body.ssn[:18])
     )
-    return web.json_response(
-        {
-            "token": result.token,
-            "token_type": "Bearer",
-            "expires_in": result.expires_in,
-            "must_change_password": result.must_change_password,
-        }
+    return respond(
+        LoginAnswer(
+            token=result.token,
+            expires_in=result.expires_in,
+            must_change_password=result.must_change_password,
+        )
     )
 
 
@@ -123,18 +116,15 @@ async def login(request: web.Request) -> web.Response:
 @operation(
     "Change the password (old password required)",
     "cardholder",
-    body=obj({"old_password": PASSWORD, "new_password": PASSWORD}),
+    body=PasswordChange,
     ok=STATUS_ONLY,
     errors=("400", "401", "403"),
 )
 async def change_password(request: web.Request) -> web.Response:
-    data = await _body(request, {"old_password", "new_password"})
+    body = await parse_body(request, PasswordChange)
     session = _session(request)
     await _cardholder_service(request).change_password(
-        session,
-        field_password(data, "old_password"),
-        field_password(data, "new_password"),
-        actor=cardholder_actor(request, session.ssn),
+        session, body.old_password, body.new_password, actor=cardholder_actor(request, session.ssn)
     )
     return web.json_response({"status": "password_changed"})
 
@@ -249,18 +239,18 @@ async def coverage(request: web.Request) -> web.Response:
     "lockout) and the new one must not be trivially weak",
     "cardholder",
     params=[CARD_PATH],
-    body=obj({"old_pin": PIN, "new_pin": PIN}),
+    body=PinChange,
     ok=STATUS_ONLY,
     errors=("400", "401", "403", "404", "409"),
 )
 async def change_pin(request: web.Request) -> web.Response:
-    data = await _body(request, {"old_pin", "new_pin"})
+    body = await parse_body(request, PinChange)
     session = _session(request)
     await _cardholder_service(request).change_pin(
         session.ssn,
         _card_id(request),
-        field_pin(data, "old_pin"),
-        field_pin(data, "new_pin"),
+        body.old_pin,
+        body.new_pin,
         actor=cardholder_actor(request, session.ssn),
     )
     return web.json_response({"status": "pin_changed"})

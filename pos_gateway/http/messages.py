@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -149,26 +150,32 @@ _transaction_decoder = msgspec.json.Decoder(TerminalRequest)
 _batch_decoder = msgspec.json.Decoder(BatchClose)
 
 
-def decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
-    """Decode `body` strictly, or raise BadRequest with the contract's code and message."""
+def decode(
+    decoder: msgspec.json.Decoder[Any],
+    body: bytes,
+    errors: Mapping[str, tuple[str, str]] = FIELD_ERRORS,
+) -> Any:
+    """Decode `body` strictly, or raise BadRequest with the code and message that
+    `errors` gives the offending field (the terminal contract's by default)."""
     if not body:
         raise BadRequest("request body is empty", code="invalid_json")
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise _refusal(str(exc)) from None
+        raise _refusal(str(exc), errors) from None
     # DecodeError: not JSON, not UTF-8, NaN, nested past msgspec's depth limit.
     except (msgspec.DecodeError, RecursionError):
         raise BadRequest("request body is not valid JSON", code="invalid_json") from None
 
 
-def _refusal(problem: str) -> BadRequest:
+def _refusal(problem: str, errors: Mapping[str, tuple[str, str]]) -> BadRequest:
     path = _FIELD_RE.search(problem)
     if path is not None:  # a value of the wrong type or shape, maybe inside an object
         field = path.group(1)
         if field == "type" and problem.startswith("Invalid value"):
             return BadRequest("unknown transaction type", code="unknown_type")
-        code, message = FIELD_ERRORS.get(field, ("malformed_request", "malformed request body"))
+        # msgspec's own words name the field and the expected type, never a value.
+        code, message = errors.get(field, ("malformed_request", problem))
         return BadRequest(message, code=code)
     named = _NAMED_RE.search(problem)
     field = named.group(1).rstrip("`") if named else "?"
