@@ -161,6 +161,30 @@ def unchecked(data: dict[str, Any], name: str) -> Any:
     return data.get(name)
 
 
+def field_password(data: dict[str, Any], name: str) -> str:
+    """Printable ASCII, at most 64 characters: what a password can be (the rules for a new
+    one are domain rules, checked by the service)."""
+    value = data.get(name)
+    if (
+        not isinstance(value, str)
+        or not 1 <= len(value) <= 64
+        or not all(" " <= c <= "~" for c in value)
+    ):
+        raise BadRequest(
+            f"{name} must be 1 to 64 printable ASCII characters", code="invalid_password"
+        )
+    return value
+
+
+def field_pin(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
+        raise BadRequest(f"{name} must be a string of 4 to 12 digits", code="invalid_pin")
+    if not 4 <= len(value) <= 12:
+        raise BadRequest(f"{name} must be a string of 4 to 12 digits", code="invalid_pin")
+    return value
+
+
 def field_optional_month(data: Any, name: str) -> date | None:
     """A month YYYY-MM from a body or a query string, or None when absent."""
     if data.get(name) is None:
