@@ -13,7 +13,7 @@ from aiohttp import web
 from openapi_spec_validator import validate
 
 from pos_gateway.app import create_app
-from pos_gateway.http.api import UndocumentedRoute, build_document
+from pos_gateway.http.api import UndocumentedRoute, build_document, not_api
 from pos_gateway.http.roles import all_routes
 from pos_gateway.settings import Secrets, Settings
 
@@ -87,6 +87,17 @@ def test_a_route_without_an_operation_cannot_be_served() -> None:
     app.router.add_get("/v1/somewhere", undocumented)
     with pytest.raises(UndocumentedRoute, match="/v1/somewhere"):
         build_document(app)
+
+
+def test_pages_and_static_files_are_left_out_only_when_said_so(tmp_path) -> None:
+    @not_api("an HTML page")
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<p>hello</p>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/pages/hello", page)
+    app.router.add_static("/static", tmp_path)
+    assert build_document(app)["paths"] == {}
 
 
 def conforms(value: Any, schema: dict[str, Any]) -> list[str]:

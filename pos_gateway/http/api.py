@@ -82,6 +82,17 @@ def operation(
     return attach
 
 
+def not_api(reason: str) -> Callable[[F], F]:
+    """Mark a handler served on purpose outside the JSON API (an HTML page, a redirect),
+    so it is left out of the document; `reason` says why, for the reader."""
+
+    def attach(handler: F) -> F:
+        handler.__not_api__ = reason  # type: ignore[attr-defined]
+        return handler
+
+    return attach
+
+
 def _is_typed(value: Any) -> bool:
     return value is not None and not isinstance(value, dict)
 
@@ -151,12 +162,19 @@ def _operation(method: str, path: str, op: Operation, schemas: _Schemas) -> dict
     return out
 
 
+def _is_static(handler: Any) -> bool:
+    # Files under app.router.add_static(): not operations of the API.
+    return isinstance(getattr(handler, "__self__", None), web.StaticResource)
+
+
 def build_document(app: web.Application) -> dict[str, Any]:
     """The OpenAPI 3.1 document of `app`, from its routes; UndocumentedRoute if a route
     has no @operation."""
     schemas = _Schemas()
     paths: dict[str, dict[str, Any]] = {}
     for method, path, handler in sorted(all_routes(app), key=lambda r: (r[1], r[0])):
+        if getattr(handler, "__not_api__", None) or _is_static(handler):
+            continue
         declared = getattr(handler, "__openapi__", None)
         if not isinstance(declared, Operation):
             raise UndocumentedRoute(f"{method} {path} has no @operation")
