@@ -260,6 +260,36 @@ async def test_answers_match_the_documented_schemas(world: World) -> None:
     assert len(api.seen) >= 25
 
 
+def _answer_schema(path: str, method: str = "post") -> dict[str, Any]:
+    responses = DOC["paths"][path][method]["responses"]
+    return responses["200"]["content"]["application/json"]["schema"]
+
+
+async def test_terminal_answers_match_the_documented_schemas(world: World) -> None:
+    terminal = await world.terminal()
+    card = await world.card(balance=10_000)
+    answers = [
+        await terminal.transact("purchase", pan=card["pan"], pin=card["pin"], amount=1250),
+        await terminal.transact("balance_inquiry", pan=card["pan"], pin=card["pin"]),
+        await terminal.transact("purchase", pan=card["pan"], pin="0000", amount=1),  # 55
+        await terminal.transact("cash_withdrawal", pan=card["pan"], amount=100),  # 57
+    ]
+    codes = []
+    for _, answer in answers:
+        assert answer.status == 200
+        assert conforms(answer.body, _answer_schema("/v1/transactions")) == [], answer.body
+        codes.append(answer.response_code)
+    assert codes == ["00", "00", "55", "57"]
+    opened = await terminal.open_batch()
+    assert conforms(opened.body, _answer_schema("/v1/batches/open", "get")) == []
+    _, closed = await terminal.close_batch(
+        opened.body["batch_no"], {"count": 1, "amount": 1250}, {"count": 0, "amount": 0}
+    )
+    assert closed.status == 200, closed.body
+    assert conforms(closed.body, _answer_schema("/v1/batches/close")) == []
+    assert conforms({**closed.body, "extra": 1}, _answer_schema("/v1/batches/close"))
+
+
 async def test_closed_request_bodies_are_closed_on_the_server(world: World) -> None:
     """Every documented body says additionalProperties: false; the server must refuse
     an extra field with 400 for each of them."""

@@ -121,6 +121,41 @@ class BatchClose(msgspec.Struct, forbid_unknown_fields=True):
     refunds: Figures
 
 
+ResponseCode = Annotated[str, Meta(pattern="^[0-9]{2}$", min_length=2, max_length=2)]
+
+
+class TransactionAnswer(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The answer to every financial request. An answer with no transaction behind it
+    (91, 94, 96) has no rrn, amount, balance or transaction_id."""
+
+    response_code: ResponseCode
+    approved: bool
+    message: str
+    stan: str | UnsetType = UNSET
+    rrn: str | UnsetType = UNSET
+    auth_code: str | UnsetType = UNSET
+    amount: Fen | UnsetType = UNSET
+    balance: Fen | UnsetType = UNSET
+    transaction_id: str | UnsetType = UNSET
+
+
+class Totals(msgspec.Struct, forbid_unknown_fields=True):
+    purchases: Figures
+    refunds: Figures
+
+
+class BatchCloseAnswer(msgspec.Struct, forbid_unknown_fields=True):
+    batch_no: BatchNo
+    in_balance: bool
+    gateway: Totals
+    terminal: Totals
+    next_batch_no: BatchNo
+
+
+class OpenBatch(msgspec.Struct, forbid_unknown_fields=True):
+    batch_no: BatchNo
+
+
 # field -> (code, message) for a value of the wrong type or shape: the terminal contract's
 # error codes, unchanged by the move to typed messages.
 FIELD_ERRORS: dict[str, tuple[str, str]] = {

@@ -226,22 +226,6 @@ ISSUED_CARD = obj(
     {"pan": PAN, "account_id": INT, "expires_on": DATE, "pin": PIN},
     ("pan", "account_id", "expires_on"),
 )
-TRANSACTION_ANSWER: Schema = {
-    "type": "object",
-    "properties": {
-        "response_code": {"type": "string", "pattern": "^[0-9]{2}$"},
-        "approved": BOOL,
-        "message": STR,
-        "stan": STR,
-        "rrn": STR,
-        "auth_code": STR,
-        "amount": FEN,
-        "balance": FEN,
-        "transaction_id": STR,
-    },
-    "required": ["response_code", "approved", "message"],
-    "additionalProperties": False,
-}
 ERROR = obj({"error": obj({"code": STR, "message": STR})})
 
 SCHEMAS: dict[str, Schema] = {
@@ -256,7 +240,6 @@ SCHEMAS: dict[str, Schema] = {
     "Merchant": MERCHANT,
     "TerminalKeys": TERMINAL_KEYS,
     "IssuedCard": ISSUED_CARD,
-    "TransactionAnswer": TRANSACTION_ANSWER,
 }
 
 

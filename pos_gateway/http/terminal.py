@@ -12,8 +12,13 @@ from aiohttp import web
 from pos_gateway.domain.decisions import Code, MerchantStanding
 from pos_gateway.errors import BadRequest, DomainError, Forbidden, Unauthorized
 from pos_gateway.http.api import TERMINAL, operation
-from pos_gateway.http.messages import BatchClose, TerminalRequest
-from pos_gateway.http.schemas import BOOL, FIGURES, INT, obj, ref
+from pos_gateway.http.messages import (
+    BatchClose,
+    BatchCloseAnswer,
+    OpenBatch,
+    TerminalRequest,
+    TransactionAnswer,
+)
 from pos_gateway.http.state import METRICS, SERVICES, SETTINGS
 from pos_gateway.http.validation import (
     MAX_BODY_BYTES,
@@ -111,7 +116,7 @@ def verify_terminal(
     "terminal",
     security=TERMINAL,
     body=TerminalRequest,
-    ok=ref("TransactionAnswer"),
+    ok=TransactionAnswer,
     errors=("400", "401", "403"),
 )
 async def post_transaction(request: web.Request) -> web.Response:
@@ -175,15 +180,7 @@ async def post_transaction(request: web.Request) -> web.Response:
     "terminal",
     security=TERMINAL,
     body=BatchClose,
-    ok=obj(
-        {
-            "batch_no": INT,
-            "in_balance": BOOL,
-            "gateway": obj({"purchases": FIGURES, "refunds": FIGURES}),
-            "terminal": obj({"purchases": FIGURES, "refunds": FIGURES}),
-            "next_batch_no": INT,
-        }
-    ),
+    ok=BatchCloseAnswer,
     errors=("400", "401", "403", "409"),
 )
 async def post_batch_close(request: web.Request) -> web.Response:
@@ -201,7 +198,7 @@ async def post_batch_close(request: web.Request) -> web.Response:
     "The open batch number (signed request, empty body)",
     "terminal",
     security=TERMINAL,
-    ok=obj({"batch_no": INT}),
+    ok=OpenBatch,
     errors=("401", "403"),
 )
 async def get_open_batch(request: web.Request) -> web.Response:
