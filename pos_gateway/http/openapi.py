@@ -227,7 +227,8 @@ TERMINAL_KEYS = obj(
     {"terminal_id": TERMINAL_ID, "merchant_id": MERCHANT_ID, "mac_key": MAC_KEY, "pin_key": PIN_KEY}
 )
 ISSUED_CARD = obj(
-    {"pan": PAN, "account_id": INT, "expires_on": DATE, "pin": PIN},
+    # password: the holder's random first self-service password, with the first card only
+    {"pan": PAN, "account_id": INT, "expires_on": DATE, "pin": PIN, "password": STR},
     ("pan", "account_id", "expires_on"),
 )
 TRANSACTION_ANSWER: Schema = {
@@ -529,13 +530,15 @@ def _paths() -> dict[str, dict[str, Any]]:
         },
         "/v1/admin/people/{ssn}/password-reset": {
             "post": op(
-                "Reset the self-service password to the first password of the card "
-                "(the ID card is checked against the card); unlocks the login",
+                "Issue a new random first self-service password, returned once (the ID "
+                "card is checked against the card); unlocks the login",
                 a,
                 security=ADMIN,
                 params=[SSN_PATH],
                 body=obj({"pan": PAN}),
-                ok=obj({"ssn": SSN, "status": STR, "must_change_password": BOOL}),
+                ok=obj(
+                    {"ssn": SSN, "status": STR, "must_change_password": BOOL, "password": STR}
+                ),
             )
         },
         "/v1/admin/accounts/{account_id}/freeze": {
