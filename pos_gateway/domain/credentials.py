@@ -13,8 +13,8 @@ import secrets
 from datetime import date, timedelta
 
 # No 0/o, 1/l/i: read off a letter or a screen and typed by hand.
-_FIRST_PASSWORD_LETTERS = "abcdefghjkmnpqrstuvwxyz"
-_FIRST_PASSWORD_DIGITS = "23456789"
+_DRAWN_LETTERS = "abcdefghjkmnpqrstuvwxyz"
+_DRAWN_DIGITS = "23456789"
 MAX_LOGIN_FAILURES = 5
 LOCKOUT = timedelta(minutes=30)
 SESSION_IDLE = timedelta(minutes=30)
@@ -25,7 +25,7 @@ PASSWORD_MIN, PASSWORD_MAX = 8, 64
 def draw_first_password() -> str:
     """Ten random characters in two groups (about 50 bits), letters and digits both
     present, e.g. 'k7mqa-4x9pr'."""
-    alphabet = _FIRST_PASSWORD_LETTERS + _FIRST_PASSWORD_DIGITS
+    alphabet = _DRAWN_LETTERS + _DRAWN_DIGITS
     while True:
         chars = "".join(secrets.choice(alphabet) for _ in range(10))
         if any(c.isdigit() for c in chars) and any(c.isalpha() for c in chars):
