@@ -32,6 +32,7 @@ from pos_gateway.services.group_commit import GroupCommitter
 from pos_gateway.services.transactions import TransactionService
 from pos_gateway.settings import Settings
 from pos_gateway.store.database import open_database
+from pos_gateway.web import setup_pages
 
 
 def business_today(settings: Settings):
@@ -131,4 +132,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(insurance_admin_routes)
     app.router.add_routes(cardholder_routes)
     app.router.add_get("/v1/openapi.json", get_openapi)
+    setup_pages(app)  # cardholder pages at /, the office sub-application at /office/
     return app

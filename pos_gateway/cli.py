@@ -37,6 +37,9 @@ environment:
   POS_PIN_QUEUE_MAX  PIN checks waiting per process before new requests get 91 at
                      once, unrecorded (default 100)
   POS_LOG_LEVEL      debug | info | warning | error (default info)
+  POS_TRUST_FORWARDED_PROTO
+                     1: behind a TLS proxy, X-Forwarded-Proto: https marks the pages'
+                     session cookies Secure (default: only a TLS connection does)
 """
 
 
@@ -94,6 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
         "contributions (idempotent per person and month)",
     )
     allocate.add_argument("--month", required=True, type=_iso_month, help="YYYY-MM")
+
+    operator = sub.add_parser("operator", help="operator accounts of the office pages")
+    operator_sub = operator.add_subparsers(dest="operator_command", required=True, metavar="ACTION")
+    add = operator_sub.add_parser(
+        "add", help="add an account; its one-time password is printed once, on stdout"
+    )
+    add.add_argument("name", help="user name: 2-32 characters a-z 0-9 . _ -")
+    add.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        choices=("counter", "officer", "admin"),
+        help="counter | officer | admin; repeat for several",
+    )
     return parser
 
 
@@ -140,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_eligibility(settings, args.ssn, args.date, as_json=args.json))
     if args.command == "allocate":
         return asyncio.run(_allocate(settings, args.month))
+    if args.command == "operator":
+        return asyncio.run(_operator_add(settings, args.name, args.role))
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
@@ -206,21 +225,31 @@ async def _migrate(settings: Settings) -> int:
 
 async def _demo_data(settings: Settings, out: Path) -> int:
     from pos_gateway.app import build_services, business_today
+    from pos_gateway.http.insurance_state import build_insurance_services
     from pos_gateway.metrics import Metrics
     from pos_gateway.security.keys import KeyUnwrapError
+    from pos_gateway.security.pins import PinHasher
     from pos_gateway.services.demo import build_demo_world
+    from pos_gateway.services.operators import OperatorService
     from pos_gateway.store.database import open_database
 
     with ThreadPoolExecutor(max_workers=settings.pin_threads) as executor:
         async with open_database(settings) as db:
             services = build_services(settings, db.pool, executor, Metrics())
+            today = business_today(settings)
             try:
                 world = await build_demo_world(
                     services.admin,
                     services.key_wrapper,
                     db.pool,
-                    business_today(settings)(),
+                    today(),
                     settings.secrets.admin_token,
+                    cardholder=build_insurance_services(
+                        settings, db.pool, executor, today
+                    ).cardholder,
+                    operators=OperatorService(
+                        db.pool, PinHasher(settings.secrets.pin_pepper, settings.argon2), executor
+                    ),
                 )
             except KeyUnwrapError as exc:
                 print(
@@ -313,4 +342,25 @@ async def _allocate(settings: Settings, month) -> int:
             print(f"pos-gateway: {exc.message}", file=sys.stderr)
             return 1
     print(json.dumps(report, indent=2))
+    return 0
+
+
+async def _operator_add(settings: Settings, name: str, roles: list[str]) -> int:
+    from pos_gateway.errors import ApiError
+    from pos_gateway.security.pins import PinHasher
+    from pos_gateway.services.operators import OperatorService
+    from pos_gateway.store.database import open_database
+
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        async with open_database(settings) as db:
+            service = OperatorService(
+                db.pool, PinHasher(settings.secrets.pin_pepper, settings.argon2), executor
+            )
+            try:
+                password = await service.add(name, roles)
+            except ApiError as exc:
+                print(f"pos-gateway: {exc.message}", file=sys.stderr)
+                return 1
+    print(f"operator {name} added with roles {', '.join(sorted(set(roles)))}")
+    print(f"one-time password (shown once; to be changed at the first login): {password}")
     return 0

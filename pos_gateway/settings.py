@@ -41,6 +41,9 @@ class Settings:
     group_commit_flushers: int = 2
     pin_queue_max: int = 100  # PIN checks waiting per process before requests are shed (91)
     log_level: str = "info"
+    # Pages: believe X-Forwarded-Proto (set only behind a TLS proxy that sets it) for the
+    # cookie's Secure flag.
+    trust_forwarded_proto: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -76,6 +79,7 @@ class Settings:
             ),
             pin_queue_max=_int(env, "POS_PIN_QUEUE_MAX", base.pin_queue_max),
             log_level=env.get("POS_LOG_LEVEL", base.log_level).lower(),
+            trust_forwarded_proto=env.get("POS_TRUST_FORWARDED_PROTO") == "1",
         )
 
 
