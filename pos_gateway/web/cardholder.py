@@ -224,7 +224,7 @@ async def _statement(request: web.Request, limit: int, after: int | None) -> Per
 
 
 @routes.get("/statement")
-@cardholder_page()
+@cardholder_page(back="/statement")
 async def statement(request: web.Request) -> web.StreamResponse:
     page = await _statement(request, STATEMENT_PAGE, _after(request))
     profile = await _cardholder(request).profile(_session(request).ssn)
@@ -291,10 +291,17 @@ async def coverage(request: web.Request) -> web.StreamResponse:
     ssn = _session(request).ssn
     eligibility = await insurance.eligibility(ssn)
     notice = await insurance.person_notice(ssn, insurance.month_range(None, None))
+    suspensions = (await insurance.person_record(ssn))["suspensions"]
     return render(
         request,
         "me/coverage.html",
-        {"eligibility": eligibility, "notice": notice, "nav": "coverage"},
+        {
+            "eligibility": eligibility,
+            "notice": notice,
+            "suspensions": suspensions,
+            "open_suspension": any(s["resumed_from"] is None for s in suspensions),
+            "nav": "coverage",
+        },
     )
 
 

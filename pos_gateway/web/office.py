@@ -291,8 +291,15 @@ async def people_search(request: web.Request) -> web.StreamResponse:
 async def person(request: web.Request) -> web.StreamResponse:
     ssn = _ssn_path(request)
     profile = await _cardholder(request).profile(ssn)
+    record = await _insurance(request).person_record(ssn)
     eligibility = await _insurance(request).eligibility(ssn)
-    return _page(request, "office/person.html", profile=profile, eligibility=eligibility)
+    return _page(
+        request,
+        "office/person.html",
+        profile=profile,
+        eligibility=eligibility,
+        suspensions=record["suspensions"],
+    )
 
 
 @routes.post("/people/{ssn}/pin-reset")
@@ -354,10 +361,8 @@ async def unfreeze(request: web.Request) -> web.StreamResponse:
 
 async def _set_frozen(request: web.Request, frozen: bool) -> web.StreamResponse:
     ssn = _ssn_path(request)
-    profile = await _cardholder(request).profile(ssn)
-    await _admin(request).set_account_frozen(
-        profile["account"]["account_id"], frozen, actor=_actor(request)
-    )
+    record = await _insurance(request).person_record(ssn)
+    await _admin(request).set_account_frozen(record["account_id"], frozen, actor=_actor(request))
     return redirect(_person_url(ssn))
 
 
