@@ -23,3 +23,15 @@ def find_chromium() -> str | None:
 
 # Chromium refuses to run as root with its sandbox; CI and these machines run as root.
 LAUNCH_ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--lang=zh-CN"]
+
+
+if __name__ == "__main__":
+    # `make test` says before the run whether the browser tests will run.
+    found = find_chromium()
+    if found:
+        print(f"== browser tests: Chromium at {found}")
+    else:
+        print(
+            "== BROWSER TESTS WILL BE SKIPPED: no Chromium found "
+            "(apt-get install chromium, or set POS_CHROMIUM)"
+        )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 
 import pytest
 
@@ -221,7 +222,8 @@ async def test_statement_pages_and_downloads_as_csv(world: World) -> None:
                      ("allocation", 10_000)]  # fmt: skip
     assert page2["next_cursor"] is None
     rows = list(csv.DictReader(io.StringIO(text)))
-    assert [r["amount"] for r in rows] == ["-300", "-200", "-100", "10000"]
+    assert [r["amount"] for r in rows] == ["-3.00", "-2.00", "-1.00", "100.00"]  # yuan
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", rows[0]["time"])  # Shanghai
 
 
 async def test_contributions_and_coverage_of_the_cardholder(world: World) -> None:
