@@ -347,21 +347,12 @@ async def replace_card(request: web.Request) -> web.StreamResponse:
     )
 
 
-@routes.post("/people/{ssn}/freeze")
+@routes.post("/people/{ssn}/{action:freeze|unfreeze}")
 @office((COUNTER,))
-async def freeze(request: web.Request) -> web.StreamResponse:
-    return await _set_frozen(request, True)
-
-
-@routes.post("/people/{ssn}/unfreeze")
-@office((COUNTER,))
-async def unfreeze(request: web.Request) -> web.StreamResponse:
-    return await _set_frozen(request, False)
-
-
-async def _set_frozen(request: web.Request, frozen: bool) -> web.StreamResponse:
+async def set_frozen(request: web.Request) -> web.StreamResponse:
     ssn = _ssn_path(request)
     record = await _insurance(request).person_record(ssn)
+    frozen = request.match_info["action"] == "freeze"
     await _admin(request).set_account_frozen(record["account_id"], frozen, actor=_actor(request))
     return redirect(_person_url(ssn))
 
@@ -470,20 +461,13 @@ async def register_merchant(request: web.Request) -> web.StreamResponse:
     return redirect(COOKIE_PATH + "merchants")
 
 
-@routes.post("/merchants/{merchant_id}/suspend")
+@routes.post("/merchants/{merchant_id}/{action:suspend|reinstate}")
 @office((OFFICER,))
-async def suspend_merchant(request: web.Request) -> web.StreamResponse:
+async def set_merchant_suspended(request: web.Request) -> web.StreamResponse:
     await _admin(request).set_merchant_suspended(
-        request.match_info["merchant_id"][:15], True, actor=_actor(request)
-    )
-    return redirect(COOKIE_PATH + "merchants")
-
-
-@routes.post("/merchants/{merchant_id}/reinstate")
-@office((OFFICER,))
-async def reinstate_merchant(request: web.Request) -> web.StreamResponse:
-    await _admin(request).set_merchant_suspended(
-        request.match_info["merchant_id"][:15], False, actor=_actor(request)
+        request.match_info["merchant_id"][:15],
+        request.match_info["action"] == "suspend",
+        actor=_actor(request),
     )
     return redirect(COOKIE_PATH + "merchants")
 
@@ -496,20 +480,13 @@ async def terminals(request: web.Request) -> web.StreamResponse:
     return _page(request, "office/terminals.html", terminals=found, merchant=merchant_id)
 
 
-@routes.post("/terminals/{terminal_id}/disable")
+@routes.post("/terminals/{terminal_id}/{action:disable|enable}")
 @office((OFFICER,))
-async def disable_terminal(request: web.Request) -> web.StreamResponse:
+async def set_terminal_disabled(request: web.Request) -> web.StreamResponse:
     await _admin(request).set_terminal_disabled(
-        request.match_info["terminal_id"][:8], True, actor=_actor(request)
-    )
-    return redirect(COOKIE_PATH + "terminals")
-
-
-@routes.post("/terminals/{terminal_id}/enable")
-@office((OFFICER,))
-async def enable_terminal(request: web.Request) -> web.StreamResponse:
-    await _admin(request).set_terminal_disabled(
-        request.match_info["terminal_id"][:8], False, actor=_actor(request)
+        request.match_info["terminal_id"][:8],
+        request.match_info["action"] == "disable",
+        actor=_actor(request),
     )
     return redirect(COOKIE_PATH + "terminals")
 
@@ -574,22 +551,15 @@ async def set_roles(request: web.Request) -> web.StreamResponse:
     return redirect(COOKIE_PATH + "operators")
 
 
-@routes.post("/operators/{username}/disable")
+@routes.post("/operators/{username}/{action:disable|enable}")
 @office((ADMIN,))
-async def disable_operator(request: web.Request) -> web.StreamResponse:
+async def set_operator_disabled(request: web.Request) -> web.StreamResponse:
     await _operators(request).set_disabled(
-        request.match_info["username"][:32], True, actor=_actor(request)
+        request.match_info["username"][:32],
+        request.match_info["action"] == "disable",
+        actor=_actor(request),
     )
-    return redirect(COOKIE_PATH + "operators")
-
-
-@routes.post("/operators/{username}/enable")
-@office((ADMIN,))
-async def enable_operator(request: web.Request) -> web.StreamResponse:
-    await _operators(request).set_disabled(
-        request.match_info["username"][:32], False, actor=_actor(request)
-    )
-    return redirect(COOKIE_PATH + "operators")
+    return redirect(OPERATORS_URL)
 
 
 @routes.post("/operators/{username}/password-reset")
