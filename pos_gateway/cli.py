@@ -326,10 +326,7 @@ async def _eligibility(settings: Settings, ssn: str, day, *, as_json: bool) -> i
     print(f"eligibility of {answer['name']} ({mask_ssn(answer['ssn'])}) on {answer['date']}:")
     print(f"  pooled-fund reimbursement: {verdict} ({answer['reason']})")
     print(f"  why: {answer['explanation']}")
-    print(
-        f"  individual account: {format_cny(account['balance'])}, {usable} "
-        "whatever the coverage"
-    )
+    print(f"  individual account: {format_cny(account['balance'])}, {usable} whatever the coverage")
     return 0
 
 

@@ -35,9 +35,7 @@ def _app_routes(app: web.Application) -> set[tuple[str, str]]:
     for route in app.router.routes():
         if route.method == "HEAD":  # added by aiohttp for every GET
             continue
-        if hasattr(route.handler, "page_access") or route.resource.canonical.startswith(
-            "/office/"
-        ):
+        if hasattr(route.handler, "page_access") or route.resource.canonical.startswith("/office/"):
             continue  # HTML pages (DESIGN §11, pos_gateway/web), not the JSON API
         routes.add((route.method, route.resource.canonical))
     return routes

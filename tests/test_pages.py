@@ -436,13 +436,11 @@ async def test_idle_and_absolute_expiry_end_office_sessions(world: World, db) ->
     idle = await office_login(world.client, ["counter"])
     old = await office_login(world.client, ["counter"])
     await db.execute(
-        "UPDATE operator_sessions SET expires_at = now() - interval '1 second' "
-        "WHERE username = $1",
+        "UPDATE operator_sessions SET expires_at = now() - interval '1 second' WHERE username = $1",
         idle.username,
     )
     await db.execute(
-        "UPDATE operator_sessions SET created_at = now() - interval '9 hours' "
-        "WHERE username = $1",
+        "UPDATE operator_sessions SET created_at = now() - interval '9 hours' WHERE username = $1",
         old.username,
     )
     for browser in (idle, old):

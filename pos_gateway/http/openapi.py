@@ -536,9 +536,7 @@ def _paths() -> dict[str, dict[str, Any]]:
                 security=ADMIN,
                 params=[SSN_PATH],
                 body=obj({"pan": PAN}),
-                ok=obj(
-                    {"ssn": SSN, "status": STR, "must_change_password": BOOL, "password": STR}
-                ),
+                ok=obj({"ssn": SSN, "status": STR, "must_change_password": BOOL, "password": STR}),
             )
         },
         "/v1/admin/accounts/{account_id}/freeze": {
