@@ -77,6 +77,12 @@ async def test_cardholder_main_flow(browser: Any, world: World) -> None:
     statement = await page.content()
     assert "-¥20.50" in statement and "Opening balance" in statement
     assert "Closing balance" in statement and "¥1,214.00" in statement
+    # Printed: the heading and the lines, without the menus and forms.
+    await page.emulate_media(media="print")
+    assert not await page.locator("nav").is_visible()
+    assert not await page.locator("form.period").is_visible()
+    assert await page.locator("dl.heading").is_visible()
+    await page.emulate_media(media="screen")
 
     await page.get_by_role("link", name="Change PIN", exact=True).click()
     await page.get_by_label("Old PIN").fill("4321")
