@@ -446,3 +446,14 @@ async def test_idle_and_absolute_expiry_end_office_sessions(world: World, db) ->
     for browser in (idle, old):
         status, _, resp = await browser.get("/office/people")
         assert status == 303 and resp.headers["Location"] == "/office/"
+
+
+async def test_json_answers_with_personal_data_are_not_cached(world: World) -> None:
+    card = await world.card()
+    issued = await world.client.get(f"/v1/admin/cards/{card['pan']}", headers=world.headers)
+    login = await world.client.post(
+        "/v1/me/login", json={"ssn": card["ssn"], "password": card["password"]}
+    )
+    health = await world.client.get("/healthz")
+    assert issued.headers["Cache-Control"] == login.headers["Cache-Control"] == "no-store"
+    assert "no-store" not in health.headers.get("Cache-Control", "")
