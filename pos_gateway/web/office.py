@@ -290,15 +290,18 @@ async def people_search(request: web.Request) -> web.StreamResponse:
 @office(PEOPLE_ROLES)
 async def person(request: web.Request) -> web.StreamResponse:
     ssn = _ssn_path(request)
+    insurance = _insurance(request)
     profile = await _cardholder(request).profile(ssn)
-    record = await _insurance(request).person_record(ssn)
-    eligibility = await _insurance(request).eligibility(ssn)
+    record = await insurance.person_record(ssn)
+    eligibility = await insurance.eligibility(ssn)
+    notice = await insurance.person_notice(ssn, insurance.month_range(None, None))
     return _page(
         request,
         "office/person.html",
         profile=profile,
         eligibility=eligibility,
         suspensions=record["suspensions"],
+        notice=notice,
     )
 
 
