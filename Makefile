@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test serve bench lint clean
+.PHONY: demo test serve bench lint clean screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -19,7 +19,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	@$(BIN)/python -m tests.browser
 	$(BIN)/python -m pytest -q
+
+# Pictures of the main pages into docs/ (needs a Chromium: apt-get install chromium).
+screenshots: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/screenshots.py
 
 # Figures, not pass/fail: see terminal-sim bench --help.
 bench: $(STAMP)

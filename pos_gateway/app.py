@@ -39,6 +39,7 @@ from pos_gateway.services.group_commit import GroupCommitter
 from pos_gateway.services.transactions import TransactionService
 from pos_gateway.settings import Settings
 from pos_gateway.store.database import open_database
+from pos_gateway.web import setup_pages
 
 
 def business_today(settings: Settings):
@@ -149,5 +150,6 @@ def create_app(settings: Settings) -> web.Application:
         sub_application(CARDHOLDER_PREFIX, cardholder_auth, [cardholder_routes], MAX_BODY_BYTES),
     )
     app.router.add_get("/v1/openapi.json", get_openapi)
-    document_app(app)  # last: every route above must carry its @operation
+    setup_pages(app)  # cardholder pages at /, the office sub-application at /office/
+    document_app(app)  # last: every route above must carry its @operation or @not_api
     return app

@@ -79,6 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
         "contributions (idempotent per person and month)",
     )
     allocate.add_argument("--month", required=True, type=_iso_month, help="YYYY-MM")
+    allocate.add_argument(
+        "--json", action="store_true", help="print the report as JSON (amounts in fen)"
+    )
+
+    operator = sub.add_parser("operator", help="operator accounts of the office pages")
+    operator_sub = operator.add_subparsers(dest="operator_command", required=True, metavar="ACTION")
+    add = operator_sub.add_parser(
+        "add", help="add an account; its one-time password is printed once, on stdout"
+    )
+    add.add_argument("name", help="user name: 2-32 characters a-z 0-9 . _ -")
+    add.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        choices=("counter", "officer", "admin"),
+        help="counter | officer | admin; repeat for several",
+    )
     return parser
 
 
@@ -131,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "eligibility":
         return asyncio.run(_eligibility(settings, args.ssn, args.date, as_json=args.json))
     if args.command == "allocate":
-        return asyncio.run(_allocate(settings, args.month))
+        return asyncio.run(_allocate(settings, args.month, as_json=args.json))
+    if args.command == "operator":
+        return asyncio.run(_operator_add(settings, args.name, args.role))
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
@@ -147,7 +166,12 @@ def _serve(settings: Settings, host: str, port: int, *, reuse_port: bool = False
             host=host,
             port=port,
             access_log=None,
-            print=None,
+            # One line when the server listens (make serve, scripts read it).
+            print=lambda _: print(
+                f"pos-gateway ready on http://{host}:{port}/ (cardholder pages /, office "
+                f"pages /office/, API /v1/)",
+                flush=True,
+            ),
             reuse_port=reuse_port or None,
         )
     except OSError as exc:
@@ -198,21 +222,31 @@ async def _migrate(settings: Settings) -> int:
 
 async def _demo_data(settings: Settings, out: Path) -> int:
     from pos_gateway.app import build_services, business_today
+    from pos_gateway.http.insurance_state import build_insurance_services
     from pos_gateway.metrics import Metrics
     from pos_gateway.security.keys import KeyUnwrapError
+    from pos_gateway.security.pins import PinHasher
     from pos_gateway.services.demo import build_demo_world
+    from pos_gateway.services.operators import OperatorService
     from pos_gateway.store.database import open_database
 
     with ThreadPoolExecutor(max_workers=settings.pin_threads) as executor:
         async with open_database(settings) as db:
             services = build_services(settings, db.pool, executor, Metrics())
+            today = business_today(settings)
             try:
                 world = await build_demo_world(
                     services.admin,
                     services.key_wrapper,
                     db.pool,
-                    business_today(settings)(),
+                    today(),
                     settings.secrets.admin_token,
+                    cardholder=build_insurance_services(
+                        settings, db.pool, executor, today
+                    ).cardholder,
+                    operators=OperatorService(
+                        db.pool, PinHasher(settings.secrets.pin_pepper, settings.argon2), executor
+                    ),
                 )
             except KeyUnwrapError as exc:
                 print(
@@ -259,7 +293,7 @@ async def _verify_ledger(settings: Settings, *, as_json: bool) -> int:
 
 async def _eligibility(settings: Settings, ssn: str, day, *, as_json: bool) -> int:
     from pos_gateway.app import business_today
-    from pos_gateway.domain.money import format_fen
+    from pos_gateway.domain.display import format_cny
     from pos_gateway.errors import ApiError
     from pos_gateway.logs import mask_ssn
     from pos_gateway.services.insurance import InsuranceService
@@ -281,16 +315,16 @@ async def _eligibility(settings: Settings, ssn: str, day, *, as_json: bool) -> i
     print(f"eligibility of {answer['name']} ({mask_ssn(answer['ssn'])}) on {answer['date']}:")
     print(f"  pooled-fund reimbursement: {verdict} ({answer['reason']})")
     print(f"  why: {answer['explanation']}")
-    print(
-        f"  individual account: {format_fen(account['balance'])} CNY, {usable} "
-        "whatever the coverage"
-    )
+    print(f"  individual account: {format_cny(account['balance'])}, {usable} whatever the coverage")
     return 0
 
 
-async def _allocate(settings: Settings, month) -> int:
+async def _allocate(settings: Settings, month, *, as_json: bool = False) -> int:
+    from datetime import datetime
+
     from pos_gateway.app import business_today
     from pos_gateway.domain.audit import SYSTEM, Actor
+    from pos_gateway.domain.display import SCHEME_TZ, format_cny
     from pos_gateway.errors import ApiError
     from pos_gateway.services.insurance import InsuranceService
     from pos_gateway.store.database import open_database
@@ -304,5 +338,37 @@ async def _allocate(settings: Settings, month) -> int:
         except ApiError as exc:
             print(f"pos-gateway: {exc.message}", file=sys.stderr)
             return 1
-    print(json.dumps(report, indent=2))
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return 0
+    run, allocated = report["this_run"], report["allocated"]
+    print(f"allocation run for {report['month']} ({report['reference']}), finished "
+          f"{datetime.now(SCHEME_TZ):%Y-%m-%d %H:%M:%S} Asia/Shanghai")  # fmt: skip
+    print(f"  this run: {run['persons']} people credited {format_cny(run['amount'])}")
+    print(
+        f"  the month in all: {allocated['persons']} people, {format_cny(allocated['amount'])} "
+        f"to individual accounts, {format_cny(allocated['to_pooled_fund'])} to the pooled fund"
+    )
+    print(f"  still waiting: {report['pending_persons']} people")
+    return 0
+
+
+async def _operator_add(settings: Settings, name: str, roles: list[str]) -> int:
+    from pos_gateway.errors import ApiError
+    from pos_gateway.security.pins import PinHasher
+    from pos_gateway.services.operators import OperatorService
+    from pos_gateway.store.database import open_database
+
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        async with open_database(settings) as db:
+            service = OperatorService(
+                db.pool, PinHasher(settings.secrets.pin_pepper, settings.argon2), executor
+            )
+            try:
+                password = await service.add(name, roles)
+            except ApiError as exc:
+                print(f"pos-gateway: {exc.message}", file=sys.stderr)
+                return 1
+    print(f"operator {name} added with roles {', '.join(sorted(set(roles)))}")
+    print(f"one-time password (shown once; to be changed at the first login): {password}")
     return 0

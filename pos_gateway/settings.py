@@ -84,6 +84,12 @@ def _zone(name: str, raw: str) -> str:
     return raw
 
 
+def _flag(name: str, raw: str) -> bool:
+    if raw not in ("0", "1"):
+        raise ConfigError(f"{name} must be 0 or 1, got {raw!r}")
+    return raw == "1"
+
+
 def _log_level(name: str, raw: str) -> str:
     level = raw.lower()
     if level not in ("debug", "info", "warning", "error"):
@@ -136,12 +142,24 @@ VARIABLES: tuple[Variable, ...] = (
              "group commits in flight at once", "group_commit_flushers"),
     Variable("POS_LOG_LEVEL", _log_level, "info", "debug | info | warning | error",
              "log_level"),
+    Variable("POS_TRUST_FORWARDED_PROTO", _flag, False,
+             "1: behind a TLS proxy that sets it, X-Forwarded-Proto: https marks the pages' "
+             "session cookies Secure; 0: only a TLS connection does",
+             "trust_forwarded_proto", shown_default="0"),
     Variable("POS_SCHEMA_DIR", _path, None,
              "directory of the SQL migrations (default: schema/ of the package)"),
     Variable("POS_DEMO_PORT", _positive_int, 8080, "port of `make demo` (scripts/demo.sh)"),
     Variable("POS_TEST_DATABASE_URL", _text, None,
              "tests only: PostgreSQL server to create the test database on "
              "(default: an embedded one)"),
+    Variable("POS_CHROMIUM", _path, None,
+             "browser tests and `make screenshots`: the Chromium to drive "
+             "(default: chromium on PATH)"),
+    Variable("POS_REQUIRE_BROWSER", _flag, False,
+             "tests only: 1 fails the browser tests when no Chromium is found instead of "
+             "skipping them (CI)", shown_default="0"),
+    Variable("POS_SCREENSHOT_PORT", _positive_int, 8091,
+             "port of the gateway `make screenshots` starts (scripts/screenshots.py)"),
 )  # fmt: skip
 _BY_NAME = {v.name: v for v in VARIABLES}
 
@@ -178,6 +196,9 @@ class Settings:
     group_commit_flushers: int = _default("POS_GROUP_COMMIT_FLUSHERS")
     pin_queue_max: int = _default("POS_PIN_QUEUE_MAX")
     log_level: str = _default("POS_LOG_LEVEL")
+    # Pages: believe X-Forwarded-Proto (set only behind a TLS proxy that sets it) for the
+    # cookie's Secure flag.
+    trust_forwarded_proto: bool = _default("POS_TRUST_FORWARDED_PROTO")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -40,4 +40,15 @@ echo "   (the scenario above approved a purchase on that card: the individual ac
 echo "   whatever the pooled-fund coverage)"
 CARD10_SSN=$(python -c 'import json,sys; print(next(c["ssn"] for c in json.load(open(sys.argv[1]))["cards"] if c["alias"] == "card-10"))' "$DATA_DIR/demo.json")
 pos-gateway eligibility --ssn "$CARD10_SSN" 2>>"$LOG"
+echo "== web pages (DESIGN §11): logins to try"
+python - "$DATA_DIR/demo.json" "$URL" <<'PY'
+import json, sys
+world, url = json.load(open(sys.argv[1])), sys.argv[2]
+card = next(c for c in world["cards"] if c["alias"] == "card-01")
+print(f"   cardholder pages  {url}/         ID number {card['ssn']}  password {card['password']}")
+for op in world["operators"]:
+    print(f"   office ({op['role']:7}) {url}/office/  user {op['username']:9} password {op['password']}")
+PY
+echo "   (the passwords stay valid: 'POS_DATA_DIR=$DATA_DIR make serve' serves these pages on"
+echo "   port 8080 after this demo stops; $DATA_DIR/demo.json lists every card's password)"
 echo "== stopping the gateway"

@@ -211,3 +211,27 @@ def gateway_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
 async def demo(gateway_env: None, tmp_path: Path) -> dict[str, Any]:
     """The demo world, written by `pos-gateway demo-data` into the test database."""
     return await run_demo_data(tmp_path / "demo.json")
+
+
+# Browser tests (tests/test_browser.py): with POS_REQUIRE_BROWSER=1 (CI) a run in which none
+# of them passed fails, whatever skipped them.
+_browser_passed: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and report.passed and "browser" in report.keywords:
+        _browser_passed.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("POS_REQUIRE_BROWSER") == "1" and not _browser_passed:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if os.environ.get("POS_REQUIRE_BROWSER") == "1" and not _browser_passed:
+        terminalreporter.write_line(
+            "POS_REQUIRE_BROWSER=1 but no browser test passed: failing the run", red=True
+        )
+    elif _browser_passed:
+        terminalreporter.write_line(f"browser tests passed: {len(_browser_passed)}")

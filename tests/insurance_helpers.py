@@ -90,13 +90,13 @@ async def me(
 async def cardholder(world: World, balance: int = 10_000) -> tuple[dict[str, Any], str]:
     """A card and a logged-in session whose first password was already changed."""
     card = await world.card(balance=balance)
-    first = await login(world.client, card["ssn"], card["pan"][-6:])
+    first = await login(world.client, card["ssn"], card["password"])
     assert first["must_change_password"] is True
     await me(
         world.client,
         first["token"],
         "POST",
         "/v1/me/password",
-        {"old_password": card["pan"][-6:], "new_password": NEW_PASSWORD},
+        {"old_password": card["password"], "new_password": NEW_PASSWORD},
     )
     return card, first["token"]

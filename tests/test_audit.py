@@ -84,14 +84,14 @@ async def test_every_counter_and_cardholder_action_is_audited(world: World) -> N
     await world.admin(
         f"/v1/admin/cards/{pan}/pin-reset", {"ssn": ssn, "new_pin": "8642"}, status=200
     )
-    await world.admin(f"/v1/admin/people/{ssn}/password-reset", {"pan": pan}, status=200)
-    token = (await login(world.client, ssn, pan[-6:]))["token"]
+    reset = await world.admin(f"/v1/admin/people/{ssn}/password-reset", {"pan": pan}, status=200)
+    token = (await login(world.client, ssn, reset["password"]))["token"]
     await me(
         world.client,
         token,
         "POST",
         "/v1/me/password",
-        {"old_password": pan[-6:], "new_password": NEW_PASSWORD},
+        {"old_password": reset["password"], "new_password": NEW_PASSWORD},
     )
     card_id = (await me(world.client, token, "GET", "/v1/me"))["cards"][0]["card_id"]
     await me(
@@ -161,14 +161,14 @@ async def test_no_pin_password_key_or_token_in_audit_or_logs(world: World, db) -
         await world.admin(
             f"/v1/admin/cards/{pan}/pin-reset", {"ssn": ssn, "new_pin": "8264"}, status=200
         )
-        first = await login(world.client, ssn, pan[-6:])
+        first = await login(world.client, ssn, card["password"])
         await login(world.client, ssn, "Guess-Wrong-9", status=401)
         await me(
             world.client,
             first["token"],
             "POST",
             "/v1/me/password",
-            {"old_password": pan[-6:], "new_password": "Secret-Plum-31"},
+            {"old_password": card["password"], "new_password": "Secret-Plum-31"},
         )
         card_id = (await me(world.client, first["token"], "GET", "/v1/me"))["cards"][0]["card_id"]
         await me(
@@ -190,6 +190,7 @@ async def test_no_pin_password_key_or_token_in_audit_or_logs(world: World, db) -
         "402917",
         replaced["pin"],
         "Secret-Plum-31",
+        card["password"],
         "Guess-Wrong-9",
         first["token"],
         keys["mac_key"],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 
 import pytest
 
@@ -30,11 +31,11 @@ pytestmark = pytest.mark.usefixtures("ledger_clean")
 # Login and password ---------------------------------------------------------------------
 
 
-async def test_first_login_with_card_digits_allows_only_the_password_change(
+async def test_first_login_with_the_issued_password_allows_only_the_password_change(
     world: World,
 ) -> None:
     card = await world.card(balance=7_000)
-    first = await login(world.client, card["ssn"], card["pan"][-6:])
+    first = await login(world.client, card["ssn"], card["password"])
     token = first["token"]
 
     blocked = await me(world.client, token, "GET", "/v1/me/balance", status=403)
@@ -43,7 +44,7 @@ async def test_first_login_with_card_digits_allows_only_the_password_change(
         token,
         "POST",
         "/v1/me/password",
-        {"old_password": card["pan"][-6:], "new_password": "password"},
+        {"old_password": card["password"], "new_password": "password"},
         status=400,
     )
     await me(
@@ -51,7 +52,7 @@ async def test_first_login_with_card_digits_allows_only_the_password_change(
         token,
         "POST",
         "/v1/me/password",
-        {"old_password": card["pan"][-6:], "new_password": NEW_PASSWORD},
+        {"old_password": card["password"], "new_password": NEW_PASSWORD},
     )
     balance = await me(world.client, token, "GET", "/v1/me/balance")
 
@@ -59,7 +60,7 @@ async def test_first_login_with_card_digits_allows_only_the_password_change(
     assert blocked["error"]["code"] == "password_change_required"
     assert weak["error"]["code"] == "weak_password"
     assert balance == {"balance": 7_000, "currency": "CNY", "account_status": "active"}
-    old = await login(world.client, card["ssn"], card["pan"][-6:], status=401)
+    old = await login(world.client, card["ssn"], card["password"], status=401)
     new = await login(world.client, card["ssn"], NEW_PASSWORD)
     assert old["error"]["code"] == "login_failed"
     assert new["must_change_password"] is False
@@ -83,7 +84,7 @@ async def test_fifth_wrong_password_locks_until_a_counter_reset(world: World, db
     for _ in range(5):
         wrong = await login(world.client, card["ssn"], "Wrong-guess-1", status=401)
         codes.append(wrong["error"]["code"])
-    locked = await login(world.client, card["ssn"], card["pan"][-6:], status=403)
+    locked = await login(world.client, card["ssn"], card["password"], status=403)
 
     assert codes == ["login_failed"] * 5
     assert locked["error"]["code"] == "login_locked"
@@ -100,7 +101,10 @@ async def test_fifth_wrong_password_locks_until_a_counter_reset(world: World, db
     reset = await world.admin(
         f"/v1/admin/people/{card['ssn']}/password-reset", {"pan": card["pan"]}, status=200
     )
-    again = await login(world.client, card["ssn"], card["pan"][-6:])
+    old_first = await login(world.client, card["ssn"], card["password"], status=401)
+    again = await login(world.client, card["ssn"], reset["password"])
+    assert old_first["error"]["code"] == "login_failed"
+    assert reset["password"] != card["password"] and card["pan"][-6:] not in reset["password"]
     assert wrong_card["error"]["code"] == "not_found"
     assert reset["must_change_password"] is True
     assert again["must_change_password"] is True
@@ -218,7 +222,8 @@ async def test_statement_pages_and_downloads_as_csv(world: World) -> None:
                      ("allocation", 10_000)]  # fmt: skip
     assert page2["next_cursor"] is None
     rows = list(csv.DictReader(io.StringIO(text)))
-    assert [r["amount"] for r in rows] == ["-300", "-200", "-100", "10000"]
+    assert [r["amount"] for r in rows] == ["-3.00", "-2.00", "-1.00", "100.00"]  # yuan
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", rows[0]["time"])  # Shanghai
 
 
 async def test_contributions_and_coverage_of_the_cardholder(world: World) -> None:
@@ -409,14 +414,18 @@ async def test_bodies_are_validated(world: World) -> None:
     assert resp.status == 400
 
 
-async def test_a_lost_cards_digits_no_longer_open_the_account(world: World) -> None:
+async def test_card_digits_never_open_the_account_and_a_replacement_keeps_the_password(
+    world: World,
+) -> None:
     card = await world.card()
     ssn, old_pan = card["ssn"], card["pan"]
-    await login(world.client, ssn, "wrong-guess-1", status=401)  # credentials row exists now
     await world.admin(f"/v1/admin/cards/{old_pan}/report-lost", status=200)
     replacement = await world.admin(f"/v1/admin/cards/{old_pan}/replace", {"ssn": ssn})
 
-    await login(world.client, ssn, old_pan[-6:], status=401)
-    fresh = await login(world.client, ssn, replacement["pan"][-6:])
+    by_old_digits = await login(world.client, ssn, old_pan[-6:], status=401)
+    by_new_digits = await login(world.client, ssn, replacement["pan"][-6:], status=401)
+    fresh = await login(world.client, ssn, card["password"])
 
+    assert by_old_digits["error"]["code"] == by_new_digits["error"]["code"] == "login_failed"
+    assert "password" not in replacement
     assert fresh["must_change_password"] is True

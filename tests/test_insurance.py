@@ -374,7 +374,7 @@ async def test_allocation_report_pages_and_csv(world: World) -> None:
     seen = {line["ssn"] for line in page1["lines"] + page2["lines"]}
     assert seen == {p["ssn"] for p in people}
     rows = list(csv.DictReader(io.StringIO(text)))
-    assert sorted(r["amount"] for r in rows) == ["400", "400", "400"]
+    assert sorted(r["amount"] for r in rows) == ["4.00", "4.00", "4.00"]  # yuan
 
 
 async def test_a_future_month_is_not_allocated(world: World) -> None:

@@ -70,10 +70,15 @@ async def test_allocate_command_is_idempotent(
     await contribute(world, card["ssn"], month, 1_000, 300)
     capsys.readouterr()
 
-    assert await _run("allocate", "--month", ym(month)) == 0
+    assert await _run("allocate", "--month", ym(month), "--json") == 0
     first = json.loads(capsys.readouterr().out)
     assert await _run("allocate", "--month", ym(month)) == 0
+    second_text = capsys.readouterr().out
+    assert await _run("allocate", "--month", ym(month), "--json") == 0
     second = json.loads(capsys.readouterr().out)
+
+    assert "this run: 0 people credited ¥0.00" in second_text
+    assert "Asia/Shanghai" in second_text and "¥6.00 to individual accounts" in second_text
 
     assert first["this_run"]["persons"] == 1 and first["this_run"]["amount"] == 600
     assert second["this_run"]["persons"] == 0

@@ -21,7 +21,7 @@ from pos_gateway.domain.coverage import (
     earliest_suspension_month,
 )
 from pos_gateway.domain.credentials import (
-    initial_password,
+    draw_first_password,
     password_problem,
     weak_pin_reason,
 )
@@ -228,8 +228,12 @@ BIRTH = date(1960, 8, 8)
 PAN = "6217990000000000102"
 
 
-def test_first_password_is_the_last_six_digits_of_the_card() -> None:
-    assert initial_password(PAN) == "000102"
+def test_first_passwords_are_random_and_not_the_card_digits() -> None:
+    drawn = {draw_first_password() for _ in range(200)}
+    assert len(drawn) == 200
+    for password in drawn:
+        assert PAN[-6:] not in password and PAN[-4:] not in password.replace("-", "")
+        assert password_problem(password, ssn=SSN, birth_date=BIRTH) is None
 
 
 @pytest.mark.parametrize(
@@ -240,17 +244,16 @@ def test_first_password_is_the_last_six_digits_of_the_card() -> None:
         "onlyletters",
         "1234567890",
         "Über-sicher1",  # not ASCII
-        "x000102yz",  # contains the first password
         "ab" + SSN[:17],
         "my19600808pw",  # birth date
     ],
 )
 def test_weak_or_malformed_passwords_are_refused(password: str) -> None:
-    assert password_problem(password, ssn=SSN, birth_date=BIRTH, initial="000102") is not None
+    assert password_problem(password, ssn=SSN, birth_date=BIRTH) is not None
 
 
 def test_a_reasonable_password_is_accepted() -> None:
-    assert password_problem("Spring-rain-42", ssn=SSN, birth_date=BIRTH, initial="000102") is None
+    assert password_problem("Spring-rain-42", ssn=SSN, birth_date=BIRTH) is None
 
 
 @pytest.mark.parametrize(

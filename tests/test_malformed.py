@@ -583,7 +583,7 @@ async def test_operator_bad_merchant_id_is_400(world: World, db, merchant_id: An
 @pytest.mark.parametrize(
     ("method", "path", "operator"),
     [
-        ("GET", "/", False),
+        ("GET", "/nothing-here", False),  # "/" itself is the cardholder pages' login
         ("GET", "/v1/nothing-here", False),
         ("POST", "/v1/transaction", False),
         ("POST", "/v1/admin/nothing-here", True),

@@ -37,7 +37,12 @@ _METHODS = {"get", "post", "put", "patch", "delete"}
 
 
 def _app_routes(app: web.Application) -> set[tuple[str, str]]:
-    return {(method, path) for method, path, _ in all_routes(app)}
+    # HTML pages (DESIGN §11, pos_gateway/web) are marked @not_api: not the JSON API.
+    return {
+        (method, path)
+        for method, path, handler in all_routes(app)
+        if not getattr(handler, "__not_api__", None)
+    }
 
 
 def _doc_routes() -> set[tuple[str, str]]:

@@ -78,8 +78,8 @@ async def test_statement_csv_download(world: World) -> None:
     rows = list(csv.DictReader(io.StringIO(text)))
     assert status == 200
     assert [(r["kind"], r["amount"]) for r in rows] == [
-        ("purchase", "-250"),
-        ("allocation", "5000"),
+        ("purchase", "-2.50"),
+        ("allocation", "50.00"),
     ]
 
 
@@ -134,7 +134,7 @@ async def test_settlement_nets_purchases_refunds_and_reversals(world: World, db)
     assert (row["refunds_count"], row["refunds_amount"]) == (1, 1_000)
     assert (row["reversals_count"], row["reversals_amount"]) == (1, 3_000)
     assert row["net_amount"] == 4_000
-    assert csv_rows[0]["net_amount"] == "4000"
+    assert csv_rows[0]["net_amount"] == "40.00"  # yuan for people; fen in the JSON
 
 
 async def test_ledger_check_finds_a_balance_that_differs_from_its_journal(world: World, db) -> None:

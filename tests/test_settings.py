@@ -32,7 +32,8 @@ def test_every_pos_variable_in_the_code_is_declared_once() -> None:
     assert len(names) == len(set(names))
     used: set[str] = set()
     sources = [*ROOT.glob("pos_gateway/**/*.py"), *ROOT.glob("terminal_sim/**/*.py"),
-               *ROOT.glob("tests/*.py"), *ROOT.glob("scripts/*.sh")]  # fmt: skip
+               *ROOT.glob("tests/*.py"), *ROOT.glob("scripts/*.sh"),
+               *ROOT.glob("scripts/*.py")]  # fmt: skip
     for source in sources:
         used |= set(re.findall(r"\bPOS_[A-Z0-9_]*[A-Z0-9]\b", source.read_text()))
     assert used - set(names) == set(), "declare these in settings.VARIABLES"
@@ -89,6 +90,13 @@ def test_time_zone_window_and_timeouts_come_from_the_environment(tmp_path: Path)
     assert (defaults.business_tz, defaults.timestamp_window_s) == ("Asia/Shanghai", 300)
 
 
+def test_the_pages_trust_x_forwarded_proto_only_when_told(tmp_path: Path) -> None:
+    env = {**SECRETS_ENV, "POS_DATA_DIR": str(tmp_path)}
+    assert Settings.from_env(env).trust_forwarded_proto is False
+    assert Settings.from_env({**env, "POS_TRUST_FORWARDED_PROTO": "1"}).trust_forwarded_proto
+    assert not Settings.from_env({**env, "POS_TRUST_FORWARDED_PROTO": "0"}).trust_forwarded_proto
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -98,6 +106,7 @@ def test_time_zone_window_and_timeouts_come_from_the_environment(tmp_path: Path)
         ("POS_DB_CONNECT_TIMEOUT_S", "nan"),
         ("POS_LOG_LEVEL", "loud"),
         ("POS_PIN_THREADS", "two"),
+        ("POS_TRUST_FORWARDED_PROTO", "yes"),
     ],
 )
 def test_a_malformed_variable_is_a_config_error_naming_it(

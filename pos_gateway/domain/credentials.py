@@ -1,17 +1,20 @@
 """Cardholder self-service credentials: the login password and the choice of a new PIN.
 
-First password (seed: "password is your social security card number ..."): the last six
-digits of the cardholder's card number (the active card issued last). It is printed on
-the card the holder has in hand, so it is no secret from anyone who holds the card, and
-it must therefore be changed at the first login before anything else is allowed.
+First password: drawn at random when the first card is issued or when a counter resets
+the password, shown once (on the card letter or the counter's screen), never derivable
+from the card number (DESIGN §11), and to be changed at the first login before anything
+else is allowed.
 """
 
 from __future__ import annotations
 
 import itertools
+import secrets
 from datetime import date, timedelta
 
-INITIAL_PASSWORD_DIGITS = 6
+# No 0/o, 1/l/i: read off a letter or a screen and typed by hand.
+_DRAWN_LETTERS = "abcdefghjkmnpqrstuvwxyz"
+_DRAWN_DIGITS = "23456789"
 MAX_LOGIN_FAILURES = 5
 LOCKOUT = timedelta(minutes=30)
 SESSION_IDLE = timedelta(minutes=30)
@@ -19,13 +22,17 @@ SESSION_MAX = timedelta(hours=8)
 PASSWORD_MIN, PASSWORD_MAX = 8, 64
 
 
-def initial_password(pan: str) -> str:
-    return pan[-INITIAL_PASSWORD_DIGITS:]
+def draw_first_password() -> str:
+    """Ten random characters in two groups (about 50 bits), letters and digits both
+    present, e.g. 'k7mqa-4x9pr'."""
+    alphabet = _DRAWN_LETTERS + _DRAWN_DIGITS
+    while True:
+        chars = "".join(secrets.choice(alphabet) for _ in range(10))
+        if any(c.isdigit() for c in chars) and any(c.isalpha() for c in chars):
+            return f"{chars[:5]}-{chars[5:]}"
 
 
-def password_problem(
-    password: str, *, ssn: str, birth_date: date, initial: str | None = None
-) -> str | None:
+def password_problem(password: str, *, ssn: str, birth_date: date) -> str | None:
     """Why `password` may not be chosen, or None. Printable ASCII only: it is typed on
     counter keyboards and web forms alike, and hashed as bytes."""
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
@@ -34,8 +41,6 @@ def password_problem(
         return "password must be printable ASCII characters"
     if not any(c.isdigit() for c in password) or not any(c.isalpha() for c in password):
         return "password must contain letters and digits"
-    if initial is not None and initial in password:
-        return "password must not contain the first password (the card number's last digits)"
     if ssn[:17] in password.upper() or ssn[-6:] in password.upper():
         return "password must not contain the ID number"
     if f"{birth_date:%Y%m%d}" in password:

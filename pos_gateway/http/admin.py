@@ -182,6 +182,8 @@ async def issue_card(request: web.Request) -> web.Response:
     }
     if card.pin is not None:
         out["pin"] = card.pin  # generated: shown this once, for the PIN mailer
+    if card.password is not None:
+        out["password"] = card.password  # first self-service password, shown this once
     return web.json_response(out, status=201)
 
 

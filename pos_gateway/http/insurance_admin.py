@@ -342,16 +342,17 @@ async def eligibility(request: web.Request) -> web.Response:
 
 @routes.post("/v1/admin/people/{ssn}/password-reset")
 @operation(
-    "Reset the self-service password to the first password of the card "
-    "(the ID card is checked against the card); unlocks the login",
+    "Issue a new random first self-service password, returned once (the ID "
+    "card is checked against the card); unlocks the login",
     "operator",
     params=[SSN_PATH],
     body=obj({"pan": PAN}),
-    ok=obj({"ssn": SSN, "status": STR, "must_change_password": BOOL}),
+    ok=obj({"ssn": SSN, "status": STR, "must_change_password": BOOL, "password": STR}),
 )
 async def reset_password(request: web.Request) -> web.Response:
     """Counter reset of the self-service password after the ID card is checked against
-    the card ({pan}); back to the first password, to be changed at the next login."""
+    the card ({pan}); a new random first password, returned once, to be changed at the
+    next login."""
     data = await _body(request, {"pan"})
     result = await _cardholder(request).reset_password_at_counter(
         _ssn(request), field_str(data, "pan", max_len=19), actor=operator_actor(request)

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from pos_gateway.domain.display import format_iso_time, format_yuan
 from pos_gateway.errors import BadRequest
 
 STATEMENT_COLUMNS = (
@@ -19,6 +20,15 @@ SETTLEMENT_COLUMNS = (
     "local_date", "merchant_id", "merchant_name", "purchases_count", "purchases_amount",
     "refunds_count", "refunds_amount", "reversals_count", "reversals_amount", "net_amount",
 )  # fmt: skip
+
+
+# CSVs are read by people (DESIGN §11): amounts in yuan with two decimals, times in the
+# scheme's time zone (Asia/Shanghai, "YYYY-MM-DD HH:MM:SS"); the JSON keeps fen and ISO.
+MONEY_COLUMNS = frozenset(
+    {"amount", "balance_after", "purchases_amount", "refunds_amount", "reversals_amount",
+     "net_amount", "employer_part", "individual_part"}
+)  # fmt: skip
+TIME_COLUMNS = frozenset({"time", "allocated_at"})
 
 
 def wants_csv(request: web.Request) -> bool:
@@ -45,7 +55,11 @@ def path_int(request: web.Request, name: str) -> int:
     return int(raw)
 
 
-def _cell(value: Any) -> Any:
+def _cell(column: str, value: Any) -> Any:
+    if column in MONEY_COLUMNS and type(value) is int:
+        return format_yuan(value)
+    if column in TIME_COLUMNS and isinstance(value, str) and value:
+        return format_iso_time(value)
     # Cells starting with = + - @ are formulas to a spreadsheet: text from the database
     # (merchant names) must not run as one.
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
@@ -56,12 +70,12 @@ def _cell(value: Any) -> Any:
 def csv_response(
     rows: Iterable[dict[str, Any]], columns: Sequence[str], filename: str
 ) -> web.Response:
-    """Amounts stay in integer fen, as in the JSON, so nothing is rounded twice."""
+    """Amounts in yuan (exact: integer fen divided as digits, never a float)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in columns])
+        writer.writerow([_cell(c, row.get(c)) for c in columns])
     return web.Response(
         text=buffer.getvalue(),
         content_type="text/csv",

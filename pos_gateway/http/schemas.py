@@ -223,7 +223,8 @@ TERMINAL_KEYS = obj(
     {"terminal_id": TERMINAL_ID, "merchant_id": MERCHANT_ID, "mac_key": MAC_KEY, "pin_key": PIN_KEY}
 )
 ISSUED_CARD = obj(
-    {"pan": PAN, "account_id": INT, "expires_on": DATE, "pin": PIN},
+    # password: the holder's random first self-service password, with the first card only
+    {"pan": PAN, "account_id": INT, "expires_on": DATE, "pin": PIN, "password": STR},
     ("pan", "account_id", "expires_on"),
 )
 ERROR = obj({"error": obj({"code": STR, "message": STR})})

@@ -17,12 +17,14 @@ from pos_gateway.domain.audit import SYSTEM_ACTOR, Actor
 from pos_gateway.domain.cards import last_day_of_month, luhn_check_digit, luhn_valid, mask_pan
 from pos_gateway.domain.citizen_id import InvalidCitizenId, parse_citizen_id
 from pos_gateway.domain.coverage import contribution_refused
+from pos_gateway.domain.credentials import draw_first_password
 from pos_gateway.domain.months import format_month
 from pos_gateway.errors import BadRequest, Conflict, NotFound
 from pos_gateway.security.keys import KeyWrapper, TerminalKeys
 from pos_gateway.security.pins import PinHasher, generate_pin, pin_acceptable
 from pos_gateway.store import (
     audit,
+    cardholders,
     insurance,
     merchant_designations,
     merchants,
@@ -46,6 +48,9 @@ class IssuedCard:
     account_id: int
     expires_on: date
     pin: str | None = field(repr=False)  # set only when the gateway chose it
+    # The holder's first self-service password, drawn with the person's first card and
+    # shown this once; None when the person already had a password.
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +228,10 @@ class AdminService:
         if expires_on is None:
             expires_on = self._default_expiry()
         pin_hash = await self._hash_pin(chosen_pin)
+        first_password = draw_first_password()
+        # Same hasher and pepper as the cardholder login (CardholderService).
+        first_password_hash = await self._hash_pin(first_password)
+        password_issued = False
         async with self._pool.acquire() as conn:
             account = await people.get_account_by_ssn(conn, ssn)
             if account is None:
@@ -230,8 +239,12 @@ class AdminService:
 
             async def insert(number: str) -> None:
                 async with conn.transaction():
+                    nonlocal password_issued
                     await people.insert_card(
                         conn, number, account["account_id"], expires_on, pin_hash
+                    )
+                    password_issued = await cardholders.create_initial_credentials(
+                        conn, ssn, first_password_hash
                     )
                     await audit.record(
                         conn,
@@ -239,7 +252,11 @@ class AdminService:
                         "card.issued",
                         "card",
                         number,
-                        {"account_id": account["account_id"], "ssn": ssn},
+                        {
+                            "account_id": account["account_id"],
+                            "ssn": ssn,
+                            "first_password_issued": password_issued,
+                        },
                     )
 
             number, _ = await _insert_with_fresh_pan(pan, insert)
@@ -249,6 +266,7 @@ class AdminService:
             account_id=account["account_id"],
             expires_on=expires_on,
             pin=None if pin is not None else chosen_pin,
+            password=first_password if password_issued else None,
         )
 
     async def card(self, pan: str) -> asyncpg.Record:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import secrets
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -25,7 +24,7 @@ from pos_gateway.domain.credentials import (
     MAX_LOGIN_FAILURES,
     SESSION_IDLE,
     SESSION_MAX,
-    initial_password,
+    draw_first_password,
     password_problem,
     weak_pin_reason,
 )
@@ -79,34 +78,21 @@ class CardholderService:
 
     # Login and sessions ---------------------------------------------------------------
 
-    async def _password_matches(self, ssn: str, credentials: Any, password: str) -> bool:
-        if not credentials["must_change"]:
-            return await self._run(self._hasher.verify, credentials["password_hash"], password)
-        # The first password follows the card in hand: once a card is reported lost or
-        # replaced, its digits no longer open the account, whatever was stored for it.
-        async with self._pool.acquire() as conn:
-            current_pan = await people.login_card(conn, ssn)
-        await self._run(self._hasher.dummy_verify, password)  # same cost as a real check
-        return current_pan is not None and hmac.compare_digest(
-            password.encode(), initial_password(current_pan).encode()
-        )
+    async def _password_matches(self, credentials: Any, password: str) -> bool:
+        return await self._run(self._hasher.verify, credentials["password_hash"], password)
 
     async def login(self, ssn: str, password: str, *, actor: Actor) -> Login:
-        """The ID number and password. The first login uses the first password (derived
-        from the card) and opens a session that may only change it."""
+        """The ID number and password. The first login uses the first password (random,
+        issued with the first card or by a counter reset) and opens a session that may
+        only change it."""
         ssn = checked_ssn(ssn)
         actor = Actor(CARDHOLDER, ssn, actor.remote_addr, actor.request_id)
         async with self._pool.acquire() as conn:
             credentials = await cardholders.get_credentials(conn, ssn)
-            first_pan = None if credentials is not None else await people.login_card(conn, ssn)
         if credentials is None:
-            if first_pan is None:
-                # Same cost as a real check: no probing for who has a card.
-                await self._run(self._hasher.dummy_verify, password)
-                raise Unauthorized(_LOGIN_FAILED, code="login_failed")
-            first_hash = await self._run(self._hasher.hash, initial_password(first_pan))
-            async with self._pool.acquire() as conn:
-                await cardholders.create_initial_credentials(conn, ssn, first_hash)
+            # Same cost as a real check: no probing for who has a card.
+            await self._run(self._hasher.dummy_verify, password)
+            raise Unauthorized(_LOGIN_FAILED, code="login_failed")
         async with self._pool.acquire() as conn:
             attempt = await cardholders.reserve_attempt(conn, ssn, MAX_LOGIN_FAILURES, LOCKOUT)
         if attempt is None:
@@ -116,7 +102,7 @@ class CardholderService:
                 "or have the password reset at a counter",
                 code="login_locked",
             )
-        matches = await self._password_matches(ssn, attempt, password)
+        matches = await self._password_matches(attempt, password)
         async with self._pool.acquire() as conn, conn.transaction():
             if not matches:
                 failures = attempt["failed_attempts"]
@@ -176,13 +162,8 @@ class CardholderService:
         """Old password required; a wrong one counts toward the lockout (which also ends
         every session). Other sessions end when the password changes."""
         ssn = session.ssn
-        async with self._pool.acquire() as conn:
-            pan = await people.login_card(conn, ssn)
         problem = password_problem(
-            new_password,
-            ssn=ssn,
-            birth_date=parse_citizen_id(ssn).birth_date,
-            initial=initial_password(pan) if pan else None,
+            new_password, ssn=ssn, birth_date=parse_citizen_id(ssn).birth_date
         )
         if problem is not None:
             raise BadRequest(problem, code="weak_password")
@@ -192,7 +173,7 @@ class CardholderService:
             attempt = await cardholders.reserve_attempt(conn, ssn, MAX_LOGIN_FAILURES, LOCKOUT)
         if attempt is None:
             raise Forbidden("login locked after too many wrong passwords", code="login_locked")
-        matches = await self._password_matches(ssn, attempt, old_password)
+        matches = await self._password_matches(attempt, old_password)
         new_hash = await self._run(self._hasher.hash, new_password) if matches else None
         async with self._pool.acquire() as conn, conn.transaction():
             if new_hash is None:
@@ -219,8 +200,8 @@ class CardholderService:
         self, ssn: str, pan: str, *, actor: Actor = SYSTEM_ACTOR
     ) -> dict[str, Any]:
         """A forgotten password or a locked login: the operator checks the ID card against
-        the card; the password goes back to the first password derived from that card,
-        to be changed at the next login, and every session ends."""
+        the card; a new random first password is issued (returned this once, to be handed
+        to the holder), to be changed at the next login, and every session ends."""
         ssn = checked_ssn(ssn)
         async with self._pool.acquire() as conn:
             card = await people.get_card(conn, pan)
@@ -228,14 +209,34 @@ class CardholderService:
             raise NotFound("no card with this number for this ID number")
         if card["status"] != "active":
             raise Conflict("the card is not active; replace it first", code="card_not_active")
-        first_hash = await self._run(self._hasher.hash, initial_password(pan))
+        first_password = draw_first_password()
+        first_hash = await self._run(self._hasher.hash, first_password)
         async with self._pool.acquire() as conn, conn.transaction():
             await cardholders.reset_to_initial(conn, ssn, first_hash)
             await cardholders.revoke_sessions_of(conn, ssn)
             await audit.record(
                 conn, actor, "cardholder.password_reset", "person", ssn, {"card": mask_pan(pan)}
             )
-        return {"ssn": ssn, "status": "password_reset", "must_change_password": True}
+        return {
+            "ssn": ssn,
+            "status": "password_reset",
+            "must_change_password": True,
+            "password": first_password,
+        }
+
+    async def set_chosen_password(
+        self, ssn: str, password: str, *, actor: Actor = SYSTEM_ACTOR
+    ) -> None:
+        """Set a password as if the holder had chosen it (no change required): the demo
+        world's cards, so a tester can log in at once."""
+        ssn = checked_ssn(ssn)
+        problem = password_problem(password, ssn=ssn, birth_date=parse_citizen_id(ssn).birth_date)
+        if problem is not None:
+            raise BadRequest(problem, code="weak_password")
+        password_hash = await self._run(self._hasher.hash, password)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await cardholders.set_chosen_password(conn, ssn, password_hash)
+            await audit.record(conn, actor, "cardholder.password_set", "person", ssn)
 
     # Account and cards ----------------------------------------------------------------
 

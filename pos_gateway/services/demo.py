@@ -8,6 +8,7 @@ can be run any number of times.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -17,9 +18,13 @@ from pos_gateway.domain.citizen_id import make_citizen_id
 from pos_gateway.errors import Conflict
 from pos_gateway.security.keys import KeyWrapper
 from pos_gateway.services.admin import AdminService
+from pos_gateway.services.cardholder import CardholderService
+from pos_gateway.services.operators import OperatorService, draw_operator_password
 from pos_gateway.store import merchants, people, terminals
 
 DEMO_BIN = "621799"
+# One office account per role (DESIGN §11); their passwords are drawn anew at each run.
+DEMO_OPERATORS = (("counter1", "counter"), ("officer1", "officer"), ("admin1", "admin"))
 CONTRIBUTION_EMPLOYER = 60_000  # 600.00 CNY a month
 CONTRIBUTION_INDIVIDUAL = 20_000
 
@@ -88,10 +93,22 @@ def _month_add(month: date, delta: int) -> date:
     return date(total // 12, total % 12 + 1, 1)
 
 
+def demo_card_password(index: int) -> str:
+    """A self-service password as if the holder had chosen it (drawn at each run)."""
+    return f"Demo-{secrets.token_hex(4)}-{index + 1:02d}x"
+
+
 async def build_demo_world(
-    admin: AdminService, key_wrapper: KeyWrapper, pool: Any, today: date, admin_token: str
+    admin: AdminService,
+    key_wrapper: KeyWrapper,
+    pool: Any,
+    today: date,
+    admin_token: str,
+    cardholder: CardholderService | None = None,
+    operators: OperatorService | None = None,
 ) -> dict[str, Any]:
-    """Create or reuse the demo world and return the JSON of DESIGN §7."""
+    """Create or reuse the demo world and return the JSON of DESIGN §7 and §11 (with
+    `cardholder` and `operators`: each card's password and the office accounts)."""
     out: dict[str, Any] = {
         "merchants": [],
         "terminals": [],
@@ -124,7 +141,17 @@ async def build_demo_world(
 
     this_month = today.replace(day=1)
     for index, holder in enumerate(HOLDERS):
-        out["cards"].append(await _cardholder(admin, pool, index, holder, today, this_month))
+        card = await _cardholder(admin, pool, index, holder, today, this_month)
+        if cardholder is not None:
+            card["password"] = demo_card_password(index)
+            await cardholder.set_chosen_password(card["ssn"], card["password"])
+        out["cards"].append(card)
+    if operators is not None:
+        out["operators"] = []
+        for username, role in DEMO_OPERATORS:
+            password = draw_operator_password()
+            await operators.ensure(username, [role], password)
+            out["operators"].append({"username": username, "password": password, "role": role})
     return out
 
 

@@ -17,10 +17,10 @@ async def get_credentials(conn: asyncpg.Connection, ssn: str) -> asyncpg.Record 
 
 async def create_initial_credentials(
     conn: asyncpg.Connection, ssn: str, password_hash: str
-) -> None:
-    """The first password, to be changed at first login; a concurrent first login that
-    created the row already wins."""
-    await conn.execute(
+) -> bool:
+    """The first password, to be changed at first login; False (nothing changed) when the
+    person has a password already."""
+    result = await conn.execute(
         """
         INSERT INTO cardholder_credentials (ssn, password_hash, must_change) VALUES ($1, $2, true)
         ON CONFLICT (ssn) DO NOTHING
@@ -28,6 +28,7 @@ async def create_initial_credentials(
         ssn,
         password_hash,
     )
+    return result != "INSERT 0 0"
 
 
 async def reserve_attempt(
@@ -71,6 +72,20 @@ async def set_password(conn: asyncpg.Connection, ssn: str, password_hash: str) -
         SET password_hash = $2, must_change = false, failed_attempts = 0, locked_until = NULL,
             changed_at = now()
         WHERE ssn = $1
+        """,
+        ssn,
+        password_hash,
+    )
+
+
+async def set_chosen_password(conn: asyncpg.Connection, ssn: str, password_hash: str) -> None:
+    """A password that needs no change (as if the holder had chosen it), unlocked."""
+    await conn.execute(
+        """
+        INSERT INTO cardholder_credentials (ssn, password_hash, must_change) VALUES ($1, $2, false)
+        ON CONFLICT (ssn) DO UPDATE
+        SET password_hash = EXCLUDED.password_hash, must_change = false, failed_attempts = 0,
+            locked_until = NULL, changed_at = now()
         """,
         ssn,
         password_hash,
