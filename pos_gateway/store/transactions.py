@@ -181,9 +181,11 @@ WITH card AS (
     WHERE card_id = $7 AND pin_failures BETWEEN 1 AND $10 - 1
       AND EXISTS (SELECT 1 FROM account_lock)
 ), debit AS (
+    -- account_lock is read here, before the row is updated: read after, by pin_reset
+    -- alone, it would skip the row this statement just updated and leave the counter.
     UPDATE individual_accounts SET balance = balance - $8
     WHERE $5 = 'purchase' AND account_id = (SELECT account_id FROM card)
-      AND balance >= $8 AND status = 'active'
+      AND balance >= $8 AND status = 'active' AND EXISTS (SELECT 1 FROM account_lock)
       AND EXISTS (SELECT 1 FROM card WHERE status = 'active' AND pin_failures < $10)
     RETURNING account_id, balance
 ), decision AS (
