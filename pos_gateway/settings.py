@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pos_gateway.security.pins import Argon2Params
+from pos_gateway.security.strength import admin_token_problem, key_problem
 
 SECRETS_FILE = "secrets.json"
 
@@ -104,6 +106,11 @@ def _hex_key(name: str, raw: str, length: int) -> bytes:
         raise ConfigError(f"{name} must be hex") from None
     if len(key) != length:
         raise ConfigError(f"{name} must be {length} bytes ({2 * length} hex characters)")
+    problem = key_problem(key)
+    if problem:
+        raise ConfigError(
+            f"{name} {problem}: python3 -c 'import secrets; print(secrets.token_hex(32))'"
+        )
     return key
 
 
@@ -118,6 +125,12 @@ def _load_secrets(env: dict[str, str], data_dir: Path, *, embedded: bool) -> Sec
             )
         stored = _generated_secrets(data_dir)
         values = {name: values[name] or stored[name] for name in names}
+    problem = admin_token_problem(values["POS_ADMIN_TOKEN"])
+    if problem:
+        raise ConfigError(
+            f"POS_ADMIN_TOKEN {problem}; generate one with "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
     return Secrets(
         master_key=_hex_key("POS_MASTER_KEY", values["POS_MASTER_KEY"], 32),
         pin_pepper=_hex_key("POS_PIN_PEPPER", values["POS_PIN_PEPPER"], 32),
@@ -147,6 +160,7 @@ def _generated_secrets(data_dir: Path) -> dict[str, str]:
         return fresh
     finally:
         tmp.unlink()
+    _keep_private(path)
     try:
         stored = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -154,3 +168,16 @@ def _generated_secrets(data_dir: Path) -> dict[str, str]:
     if not all(isinstance(stored.get(k), str) for k in fresh):
         raise ConfigError(f"{path} is incomplete; remove it only if the data dir is new")
     return stored
+
+
+def _keep_private(path: Path) -> None:
+    """A secrets file others can read is made private again, and said so on stderr: its
+    secrets may have been read meanwhile (rotate them if the host is shared)."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        os.chmod(path, 0o600)
+        print(
+            f"pos-gateway: warning: {path} had mode {mode:04o}, readable by others; "
+            "set to 0600",
+            file=sys.stderr,
+        )

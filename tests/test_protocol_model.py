@@ -32,13 +32,16 @@ from hypothesis.stateful import (
 )
 
 from pos_gateway.app import create_app
+from pos_gateway.domain.citizen_id import parse_citizen_id
+from pos_gateway.domain.credentials import weak_pin_reason
 from pos_gateway.settings import Settings
 from terminal_sim.client import Terminal
 from terminal_sim.protocol import encode_body
 
 from .conftest import World
 
-PINS = ("7294", "5816")  # not weak: a counter reset accepts them
+PIN = "7294"
+RESET_PINS = ("5816", "7294", "3950", "6172")  # a counter reset refuses weak PINs
 WRONG_PIN = "9037"
 
 
@@ -113,8 +116,8 @@ class TerminalProtocolModel(RuleBasedStateMachine):
         for merchant in (first, first, other):
             self.terminals.append(TerminalModel(await self.world.terminal(merchant), merchant))
         for balance in (10_000, 3_000):
-            card = await self.world.card(balance=balance, pin=PINS[0])
-            self.cards.append(CardModel(card["pan"], card["ssn"], PINS[0], balance))
+            card = await self.world.card(balance=balance, pin=PIN)
+            self.cards.append(CardModel(card["pan"], card["ssn"], PIN, balance))
 
     async def _send(self, where: TerminalModel, body: dict[str, Any]) -> tuple[bytes, dict]:
         raw = encode_body(body)
@@ -176,7 +179,7 @@ class TerminalProtocolModel(RuleBasedStateMachine):
     @rule(data=st.data())
     def counter_pin_reset(self, data) -> None:
         card = data.draw(st.sampled_from(self.cards))
-        new_pin = PINS[1] if card.pin == PINS[0] else PINS[0]
+        new_pin = next(p for p in RESET_PINS if p != card.pin and not self._weak(card, p))
         resp = self.run(
             self.world.client.post(
                 f"/v1/admin/cards/{card.pan}/pin-reset",
@@ -187,6 +190,11 @@ class TerminalProtocolModel(RuleBasedStateMachine):
         assert resp.status == 200, self.run(resp.text())
         card.pin, card.failures = new_pin, 0
         note(f"counter PIN reset card *{card.pan[-4:]}")
+
+    @staticmethod
+    def _weak(card: CardModel, pin: str) -> bool:
+        birth = parse_citizen_id(card.ssn).birth_date
+        return weak_pin_reason(pin, birth_date=birth, ssn=card.ssn, pan=card.pan) is not None
 
     # -- idempotency ----------------------------------------------------------------
 

@@ -43,7 +43,8 @@ def operator(handler: Handler) -> Handler:
     async def checked(request: web.Request) -> web.StreamResponse:
         expected = f"Bearer {request.app[SETTINGS].secrets.admin_token}"
         offered = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(offered.encode(), expected.encode()):
+        # surrogateescape: header bytes that are not UTF-8 compare as bytes (and differ).
+        if not hmac.compare_digest(offered.encode("utf-8", "surrogateescape"), expected.encode()):
             raise Unauthorized("operator token missing or wrong")
         return await handler(request)
 

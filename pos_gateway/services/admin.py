@@ -17,6 +17,7 @@ from pos_gateway.domain.audit import SYSTEM_ACTOR, Actor
 from pos_gateway.domain.cards import last_day_of_month, luhn_check_digit, luhn_valid, mask_pan
 from pos_gateway.domain.citizen_id import InvalidCitizenId, parse_citizen_id
 from pos_gateway.domain.coverage import contribution_refused
+from pos_gateway.domain.credentials import weak_pin_reason
 from pos_gateway.domain.months import format_month
 from pos_gateway.errors import BadRequest, Conflict, NotFound
 from pos_gateway.security.keys import KeyWrapper, TerminalKeys
@@ -283,6 +284,13 @@ class AdminService:
         ssn = checked_ssn(ssn)
         if not pin_acceptable(new_pin):
             raise BadRequest("pin must be 4 to 12 digits", code="invalid_pin")
+        # The rule self-service applies (domain/credentials.py), so a counter reset is no
+        # way around it.
+        weak = weak_pin_reason(
+            new_pin, birth_date=parse_citizen_id(ssn).birth_date, ssn=ssn, pan=pan
+        )
+        if weak is not None:
+            raise BadRequest(weak, code="weak_pin")
         pin_hash = await self._hash_pin(new_pin)
         async with self._pool.acquire() as conn, conn.transaction():
             card = await people.get_card(conn, pan)
