@@ -11,7 +11,8 @@ from terminal_sim.demo import DemoWorld
 from terminal_sim.scenario import load_scenario, run_scenario
 
 from .conftest import World
-from .helpers import run_demo_data
+from .helpers import new_ssn, run_demo_data
+from .insurance_helpers import get
 
 
 async def test_scenario_close_batch_refused_401_is_a_failed_step_not_a_crash(
@@ -51,3 +52,67 @@ async def test_demo_data_reports_the_cards_as_the_database_has_them(
     assert [s for p, s in statuses.items() if p != card["pan"]] == [
         c["status"] for c in demo["cards"] if c["pan"] != card["pan"]
     ]
+
+
+async def test_contribution_posted_again_with_other_amounts_is_409_saying_what_differs(
+    world: World,
+) -> None:
+    ssn = new_ssn()
+    await world.admin("/v1/admin/people", {"ssn": ssn, "name": "Li Na"})
+    month = {"month": "2019-03", "employer_part": 60_000, "individual_part": 20_000}
+    path = f"/v1/admin/people/{ssn}/contributions"
+    await world.admin(path, month)
+
+    same = await world.admin(path, month, status=200)
+    other = await world.admin(path, {**month, "individual_part": 21_000}, status=409)
+    trail = await get(world, "/v1/admin/audit", subject_id=ssn, action="contribution.corrected")
+
+    assert same == {"month": "2019-03", "created": False}
+    assert other["error"]["code"] == "contribution_differs"
+    assert "individual_part: recorded 20000, sent 21000" in other["error"]["message"]
+    assert "employer_part" not in other["error"]["message"]
+    assert trail["entries"] == []
+
+
+async def test_a_correction_changes_the_month_and_is_audited_with_its_reason(
+    world: World,
+) -> None:
+    ssn = new_ssn()
+    await world.admin("/v1/admin/people", {"ssn": ssn, "name": "Li Na"})
+    path = f"/v1/admin/people/{ssn}/contributions"
+    await world.admin(path, {"month": "2019-04", "employer_part": 60_000, "individual_part": 1})
+    fix = {"employer_part": 60_000, "individual_part": 20_000, "reason": "typo at the counter"}
+
+    corrected = await world.admin(f"{path}/2019-04/correction", fix, status=200)
+    now_same = await world.admin(
+        path, {"month": "2019-04", "employer_part": 60_000, "individual_part": 20_000}, 200
+    )
+    missing = await world.admin(f"{path}/2019-05/correction", fix, status=404)
+    trail = await get(world, "/v1/admin/audit", subject_id=ssn, action="contribution.corrected")
+
+    assert corrected == {
+        "month": "2019-04", "employer_part": 60_000, "individual_part": 20_000, "corrected": True
+    }  # fmt: skip
+    assert now_same["created"] is False
+    assert missing["error"]["code"] == "not_found"
+    [entry] = trail["entries"]
+    assert entry["details"] == {
+        "month": "2019-04",
+        "before": {"employer_part": 60_000, "individual_part": 1},
+        "after": {"employer_part": 60_000, "individual_part": 20_000},
+        "reason": "typo at the counter",
+    }
+
+
+async def test_a_person_registered_again_under_another_name_is_409(world: World) -> None:
+    ssn = new_ssn()
+    await world.admin("/v1/admin/people", {"ssn": ssn, "name": "Li Na"})
+
+    again = await world.admin("/v1/admin/people", {"ssn": ssn, "name": "Li Na"}, status=200)
+    other = await world.admin("/v1/admin/people", {"ssn": ssn, "name": "Wang Fang"}, status=409)
+
+    assert again["created"] is False
+    assert other["error"]["code"] == "person_differs"
+    assert "name: recorded 'Li Na', sent 'Wang Fang'" in other["error"]["message"]
+    person = await get(world, f"/v1/admin/people/{ssn}")
+    assert person["name"] == "Li Na"

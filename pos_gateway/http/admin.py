@@ -112,6 +112,21 @@ async def record_contribution(request: web.Request) -> web.Response:
     )
 
 
+@routes.post("/v1/admin/people/{ssn}/contributions/{month}/correction")
+@operator
+async def correct_contribution(request: web.Request) -> web.Response:
+    data = await _body(request, {"employer_part", "individual_part", "reason"})
+    result = await _admin(request).correct_contribution(
+        request.match_info["ssn"],
+        field_month(dict(request.match_info), "month"),
+        field_fen(data, "employer_part"),
+        field_fen(data, "individual_part"),
+        field_str(data, "reason", max_len=500),
+        actor=operator_actor(request),
+    )
+    return web.json_response(result)
+
+
 @routes.post("/v1/admin/accounts/{account_id}/freeze")
 @operator
 async def freeze_account(request: web.Request) -> web.Response:

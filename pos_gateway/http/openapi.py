@@ -478,7 +478,8 @@ def _paths() -> dict[str, dict[str, Any]]:
         },
         "/v1/admin/people/{ssn}/contributions": {
             "post": op(
-                "Record a month's contribution (409 in a suspended month)",
+                "Record a month's contribution (409 in a suspended month, or when the month "
+                "is recorded with other amounts: see .../correction)",
                 a,
                 security=ADMIN,
                 params=[SSN_PATH],
@@ -495,6 +496,27 @@ def _paths() -> dict[str, dict[str, Any]]:
                 params=[SSN_PATH, FROM_MONTH, TO_MONTH, FORMAT],
                 ok=ref("PersonNotice"),
                 csv=True,
+            ),
+        },
+        "/v1/admin/people/{ssn}/contributions/{month}/correction": {
+            "post": op(
+                "Correct a recorded month's amounts, with a reason (audited; 409 once the "
+                "month is allocated)",
+                a,
+                security=ADMIN,
+                params=[SSN_PATH, _param("month", "path", MONTH)],
+                body=obj(
+                    {"employer_part": FEN, "individual_part": FEN, "reason": STR},
+                    ("employer_part", "individual_part", "reason"),
+                ),
+                ok=obj(
+                    {
+                        "month": MONTH,
+                        "employer_part": FEN,
+                        "individual_part": FEN,
+                        "corrected": BOOL,
+                    }
+                ),
             ),
         },
         "/v1/admin/people/{ssn}/suspension": {

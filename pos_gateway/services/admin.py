@@ -19,6 +19,7 @@ from pos_gateway.domain.citizen_id import InvalidCitizenId, parse_citizen_id
 from pos_gateway.domain.coverage import contribution_refused
 from pos_gateway.domain.credentials import weak_pin_reason
 from pos_gateway.domain.months import format_month
+from pos_gateway.domain.resubmission import differences
 from pos_gateway.errors import BadRequest, Conflict, NotFound
 from pos_gateway.security.keys import KeyWrapper, TerminalKeys
 from pos_gateway.security.pins import PinHasher, generate_pin, pin_acceptable
@@ -96,6 +97,14 @@ class AdminService:
         ssn = checked_ssn(ssn)
         async with self._pool.acquire() as conn, conn.transaction():
             created = await people.insert_person(conn, ssn, name)
+            if not created:
+                differs = differences({"name": await people.person_name(conn, ssn)}, {"name": name})
+                if differs:
+                    raise Conflict(
+                        f"this ID number is registered already with other data ({differs}); "
+                        "nothing was changed",
+                        code="person_differs",
+                    )
             account = await people.ensure_account(conn, ssn)
             balance = account["balance"]
             if created and opening_allocation > 0:
@@ -185,6 +194,19 @@ class AdminService:
             created = await people.record_contribution(
                 conn, ssn, month, employer_part, individual_part
             )
+            if not created:
+                recorded = await people.contribution_for_update(conn, ssn, month)
+                differs = differences(
+                    dict(recorded),
+                    {"employer_part": employer_part, "individual_part": individual_part},
+                )
+                if differs:
+                    raise Conflict(
+                        f"{format_month(month)} is recorded with other amounts ({differs}); "
+                        f"nothing was changed. To change it: POST /v1/admin/people/{ssn}/"
+                        f"contributions/{format_month(month)}/correction (audited)",
+                        code="contribution_differs",
+                    )
             if created:
                 await audit.record(
                     conn,
@@ -199,6 +221,51 @@ class AdminService:
                     },
                 )
             return created
+
+    async def correct_contribution(
+        self,
+        ssn: str,
+        month: date,
+        employer_part: int,
+        individual_part: int,
+        reason: str,
+        *,
+        actor: Actor = SYSTEM_ACTOR,
+    ) -> dict[str, object]:
+        """Change a recorded month's amounts, with the reason, in the audit trail. A month
+        already allocated is refused (409): the allocation credited the old amounts, and
+        the difference is settled by an adjustment, not by rewriting history."""
+        ssn = checked_ssn(ssn)
+        month = month.replace(day=1)
+        async with self._pool.acquire() as conn, conn.transaction():
+            recorded = await people.contribution_for_update(conn, ssn, month)
+            if recorded is None:
+                raise NotFound(f"no contribution recorded for {format_month(month)}")
+            if recorded["allocated"]:
+                raise Conflict(
+                    f"{format_month(month)} was allocated already; it cannot be corrected",
+                    code="contribution_allocated",
+                )
+            before = {k: recorded[k] for k in ("employer_part", "individual_part")}
+            after = {"employer_part": employer_part, "individual_part": individual_part}
+            if before != after:
+                await people.correct_contribution(
+                    conn, ssn, month, employer_part, individual_part
+                )
+                await audit.record(
+                    conn,
+                    actor,
+                    "contribution.corrected",
+                    "person",
+                    ssn,
+                    {
+                        "month": format_month(month),
+                        "before": before,
+                        "after": after,
+                        "reason": reason,
+                    },
+                )
+        return {"month": format_month(month), **after, "corrected": before != after}
 
     # Cards ----------------------------------------------------------------------------
 
