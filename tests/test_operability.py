@@ -12,7 +12,7 @@ from terminal_sim.scenario import load_scenario, run_scenario
 
 from .conftest import World
 from .helpers import new_ssn, run_demo_data
-from .insurance_helpers import get
+from .insurance_helpers import contribute, get, this_month, ym
 
 
 async def test_scenario_close_batch_refused_401_is_a_failed_step_not_a_crash(
@@ -116,3 +116,32 @@ async def test_a_person_registered_again_under_another_name_is_409(world: World)
     assert "name: recorded 'Li Na', sent 'Wang Fang'" in other["error"]["message"]
     person = await get(world, f"/v1/admin/people/{ssn}")
     assert person["name"] == "Li Na"
+
+
+async def test_a_persons_notice_does_not_list_months_before_the_hiring_as_missing(
+    world: World,
+) -> None:
+    employer = await world.admin("/v1/admin/employers", {"name": "Chaoyang Textile Co."})
+    ssn = new_ssn()
+    await world.admin("/v1/admin/people", {"ssn": ssn, "name": "Zhao Lei"})
+    await world.admin(
+        "/v1/admin/employments",
+        {
+            "ssn": ssn,
+            "employer_id": employer["employer_id"],
+            "hired_on": this_month(-1).isoformat(),
+        },
+    )
+    await contribute(world, ssn, this_month(-1))
+
+    notice = await get(
+        world,
+        f"/v1/admin/people/{ssn}/contributions",
+        **{"from": ym(this_month(-4)), "to": ym(this_month(0))},
+    )
+
+    assert [(m["month"], m["status"]) for m in notice["months"]] == [
+        (ym(this_month(-1)), "paid"),
+        (ym(this_month(0)), "missing"),
+    ]
+    assert notice["missing_months"] == [ym(this_month(0))]
