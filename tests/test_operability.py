@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import csv
 import io
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from terminal_sim.scenario import load_scenario, run_scenario
 
 from .conftest import World
 from .helpers import new_ssn, run_demo_data
-from .insurance_helpers import contribute, get, this_month, ym
+from .insurance_helpers import business_today, contribute, get, this_month, ym
 
 
 async def test_scenario_close_batch_refused_401_is_a_failed_step_not_a_crash(
@@ -145,3 +146,29 @@ async def test_a_persons_notice_does_not_list_months_before_the_hiring_as_missin
         (ym(this_month(0)), "missing"),
     ]
     assert notice["missing_months"] == [ym(this_month(0))]
+
+
+async def test_settlement_defaults_to_today_and_ends_with_totals(world: World) -> None:
+    merchant = await world.merchant()
+    terminal = await world.terminal(merchant)
+    card = await world.card(balance=100_000)
+    _, a = await terminal.transact("purchase", pan=card["pan"], pin="4321", amount=5_000)
+    await terminal.transact("purchase", pan=card["pan"], pin="4321", amount=2_000)
+    await terminal.transact("refund", original_rrn=a.body["rrn"], amount=1_000)
+
+    body = await get(world, "/v1/admin/settlement", merchant_id=merchant)
+    text = await get(world, "/v1/admin/settlement", merchant_id=merchant, format="csv")
+    everyone = await get(world, "/v1/admin/settlement")
+
+    assert body["date"] == business_today().isoformat()
+    [row] = body["merchants"]
+    assert body["totals"] == {
+        "purchases_count": 2, "purchases_amount": 7_000, "refunds_count": 1,
+        "refunds_amount": 1_000, "reversals_count": 0, "reversals_amount": 0,
+        "net_amount": 6_000,
+    }  # fmt: skip
+    assert {k: row[k] for k in body["totals"]} == body["totals"]
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["merchant_id"] for r in rows] == [merchant, "TOTAL"]
+    assert rows[-1]["net_amount"] == "6000"
+    assert everyone["totals"]["net_amount"] == sum(m["net_amount"] for m in everyone["merchants"])

@@ -280,13 +280,18 @@ async def account_statement(request: web.Request) -> web.StreamResponse:
 @routes.get("/v1/admin/settlement")
 @operator
 async def settlement_report(request: web.Request) -> web.StreamResponse:
-    """Per merchant and day: ?date=YYYY-MM-DD[&merchant_id=…]&format=json|csv."""
-    day = field_date(dict(request.query), "date")
+    """Per merchant and day: ?date=YYYY-MM-DD[&merchant_id=…]&format=json|csv. The day
+    defaults to today in the business time zone; a totals row ends the report."""
+    day = field_date(dict(request.query), "date", required=False) or _admin(request).today()
     merchant_id = request.query.get("merchant_id")
     rows = await reports.settlement(request.app[SERVICES].pool, day, merchant_id)
+    totals = reports.settlement_totals(rows)
     if wants_csv(request):
-        return csv_response(rows, SETTLEMENT_COLUMNS, f"settlement-{day.isoformat()}.csv")
-    return web.json_response({"date": day.isoformat(), "merchants": rows})
+        total_row = {"local_date": day.isoformat(), "merchant_id": "TOTAL", **totals}
+        return csv_response(
+            [*rows, total_row], SETTLEMENT_COLUMNS, f"settlement-{day.isoformat()}.csv"
+        )
+    return web.json_response({"date": day.isoformat(), "merchants": rows, "totals": totals})
 
 
 # Counter services ----------------------------------------------------------------------

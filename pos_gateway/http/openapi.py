@@ -746,15 +746,22 @@ def _paths() -> dict[str, dict[str, Any]]:
         },
         "/v1/admin/settlement": {
             "get": op(
-                "What each merchant is owed for a day",
+                "What each merchant is owed for a day (default today, business time zone), "
+                "with a totals row",
                 a,
                 security=ADMIN,
                 params=[
-                    {**_param("date", "query", DATE), "required": True},
+                    _param("date", "query", DATE),
                     _param("merchant_id", "query", MERCHANT_ID),
                     FORMAT,
                 ],
-                ok=obj({"date": DATE, "merchants": array({"type": "object"})}),
+                ok=obj(
+                    {
+                        "date": DATE,
+                        "merchants": array({"type": "object"}),
+                        "totals": {"type": "object"},
+                    }
+                ),
                 csv=True,
             )
         },

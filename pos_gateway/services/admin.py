@@ -83,6 +83,10 @@ class AdminService:
         self._keys = key_wrapper
         self._today = today
 
+    def today(self) -> date:
+        """Today in the business time zone (the scheme's days, not the server's)."""
+        return self._today()
+
     async def _hash_pin(self, pin: str) -> str:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pin_executor, self._pins.hash, pin)
