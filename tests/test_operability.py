@@ -5,6 +5,10 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,8 @@ from terminal_sim.scenario import load_scenario, run_scenario
 from .conftest import World
 from .helpers import new_ssn, run_demo_data
 from .insurance_helpers import business_today, contribute, get, this_month, ym
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 async def test_scenario_close_batch_refused_401_is_a_failed_step_not_a_crash(
@@ -172,3 +178,24 @@ async def test_settlement_defaults_to_today_and_ends_with_totals(world: World) -
     assert [r["merchant_id"] for r in rows] == [merchant, "TOTAL"]
     assert rows[-1]["net_amount"] == "6000"
     assert everyone["totals"]["net_amount"] == sum(m["net_amount"] for m in everyone["merchants"])
+
+
+def test_make_demo_refuses_a_port_another_process_holds(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            "POS_DEMO_PORT": str(port),
+            "POS_DATA_DIR": str(tmp_path / "data"),
+        }
+        run = subprocess.run(  # noqa: S603
+            ["sh", str(ROOT / "scripts" / "demo.sh")],  # noqa: S607
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    assert run.returncode == 1
+    assert f"port {port} is already in use" in run.stderr
+    assert "starting the gateway" not in run.stdout
