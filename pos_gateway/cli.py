@@ -33,6 +33,8 @@ environment:
   POS_GROUP_COMMIT_MAX_BATCH, POS_GROUP_COMMIT_FLUSHERS
                      group commit of purchases (default 256 per batch, 2 flushers;
                      1 turns it off)
+  POS_MAX_AMOUNT_FEN largest purchase or refund, in fen (default 5000000 = 50,000.00
+                     CNY); a larger amount is declined with 13
   POS_PIN_THREADS    threads verifying PINs (default: CPU count)
   POS_PIN_QUEUE_MAX  PIN checks waiting per process before new requests get 91 at
                      once, unrecorded (default 100)

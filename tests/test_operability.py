@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import csv
 import io
+import json
 import os
 import socket
 import subprocess
@@ -199,3 +201,40 @@ def test_make_demo_refuses_a_port_another_process_holds(tmp_path: Path) -> None:
     assert run.returncode == 1
     assert f"port {port} is already in use" in run.stderr
     assert "starting the gateway" not in run.stdout
+
+
+def test_exit_statuses_and_the_amount_limit_are_documented() -> None:
+    from pos_gateway.cli import build_parser as gateway_parser
+    from terminal_sim.cli import build_parser as sim_parser
+
+    sim_help, gateway_help = sim_parser().format_help(), gateway_parser().format_help()
+    readme = (ROOT / "README.md").read_text()
+
+    assert "exit status:" in sim_help and "includes declines" in sim_help
+    for text in (sim_help, gateway_help, readme):
+        assert "POS_MAX_AMOUNT_FEN" in text and "5000000" in text
+
+
+async def test_the_documented_exit_statuses_hold(world: World, client, capsys) -> None:
+    """A decline exits 0 (the response code says it), a refusal 1, as --help says."""
+    from terminal_sim import cli as sim_cli
+
+    terminal = await world.terminal()
+    card = await world.card(balance=100)
+    keys = [
+        "--url", str(client.make_url("")).rstrip("/"),
+        "--terminal-id", terminal.config.terminal_id,
+        "--mac-key", terminal.config.mac_key.hex(),
+        "--pin-key", terminal.config.pin_key.hex(),
+    ]  # fmt: skip
+    buy = ["purchase", *keys, "--pan", card["pan"], "--pin", "4321", "--json"]
+
+    declined = await asyncio.to_thread(sim_cli.main, [*buy, "5.00"])
+    out = capsys.readouterr().out
+    keys[keys.index("--mac-key") + 1] = "00" * len(terminal.config.mac_key)
+    refused = await asyncio.to_thread(
+        sim_cli.main, ["purchase", *keys, "--pan", card["pan"], "--pin", "4321", "0.50"]
+    )
+
+    assert (declined, json.loads(out)["response_code"]) == (0, "51")
+    assert refused == 1
