@@ -37,6 +37,7 @@ from pos_gateway.domain.credentials import weak_pin_reason
 from pos_gateway.settings import Settings
 from terminal_sim.client import Terminal
 from terminal_sim.protocol import encode_body
+from terminal_sim.scenario import BatchTotals
 
 from .conftest import World
 
@@ -55,23 +56,11 @@ class CardModel:
 
 
 @dataclass
-class Totals:
-    purchases: list[int] = field(default_factory=lambda: [0, 0])
-    refunds: list[int] = field(default_factory=lambda: [0, 0])
-
-    def as_request(self) -> dict[str, dict[str, int]]:
-        return {
-            "purchases": {"count": self.purchases[0], "amount": self.purchases[1]},
-            "refunds": {"count": self.refunds[0], "amount": self.refunds[1]},
-        }
-
-
-@dataclass
 class TerminalModel:
     terminal: Terminal
     merchant: str
     batch_no: int = 1
-    totals: Totals = field(default_factory=Totals)
+    totals: BatchTotals = field(default_factory=BatchTotals)
     blocked: list[dict[str, Any]] = field(default_factory=list)  # originals reversed first
 
 
@@ -324,7 +313,7 @@ class TerminalProtocolModel(RuleBasedStateMachine):
             again = self.run(where.terminal.send("/v1/batches/close", body))
             assert again.body == answer.body
         where.batch_no += 1
-        where.totals = Totals()
+        where.totals = BatchTotals()
 
     # -- what must hold after every step --------------------------------------------
 
