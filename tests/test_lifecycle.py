@@ -189,6 +189,10 @@ async def test_refund_and_reversal_racing_return_the_amount_once(world: World, d
             "amount"
         ]
         assert credited == 3_000
+        if refund["response_code"] == "00":
+            # The refund came first: the purchase has a refund, so its reversal is 12
+            # (never an acknowledgement that reversed nothing).
+            assert reversal.body["response_code"] == "12", reversal.body
         assert await _balance(db, card["account_id"]) == 10_000
 
 

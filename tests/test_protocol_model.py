@@ -343,8 +343,8 @@ def test_terminal_protocol_agrees_with_the_model(settings: Settings, ledger_clea
         run_state_machine_as_test(
             seed(run_seed)(machine),
             settings=hypothesis_settings(
-                max_examples=int(os.environ.get("POS_MODEL_EXAMPLES", "20")),
-                stateful_step_count=int(os.environ.get("POS_MODEL_STEPS", "40")),
+                max_examples=int(os.environ.get("POS_MODEL_EXAMPLES", "60")),
+                stateful_step_count=int(os.environ.get("POS_MODEL_STEPS", "50")),
                 deadline=None,
                 database=None,
                 suppress_health_check=[HealthCheck.too_slow],
