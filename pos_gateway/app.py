@@ -17,6 +17,7 @@ from aiohttp import web
 
 from pos_gateway.http import admin, ops, terminal
 from pos_gateway.http.api import document_app, get_openapi
+from pos_gateway.http.caching import no_store
 from pos_gateway.http.cardholder import routes as cardholder_routes
 from pos_gateway.http.insurance_admin import routes as insurance_admin_routes
 from pos_gateway.http.insurance_state import INSURANCE, build_insurance_services
@@ -124,7 +125,7 @@ def create_app(settings: Settings) -> web.Application:
         # structlog's unconfigured default prints raw fields to stdout: never serve that way.
         configure_logging(settings.log_level)
     app = web.Application(
-        middlewares=[request_context, error_mapping], client_max_size=MAX_BODY_BYTES
+        middlewares=[no_store, request_context, error_mapping], client_max_size=MAX_BODY_BYTES
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()

@@ -256,6 +256,7 @@ async def _demo_data(settings: Settings, out: Path) -> int:
                 )
                 return 1
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # the mode above applies only to a new file; keys and PINs go in
     with os.fdopen(fd, "w") as fh:
         json.dump(world, fh, indent=2)
         fh.write("\n")

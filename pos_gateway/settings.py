@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pos_gateway.security.pins import Argon2Params
+from pos_gateway.security.strength import admin_token_problem, key_problem
 
 SECRETS_FILE = "secrets.json"
 
@@ -123,7 +125,8 @@ VARIABLES: tuple[Variable, ...] = (
              "PIN checks waiting per process before new requests get 91 at once, unrecorded",
              "pin_queue_max"),
     Variable("POS_MAX_AMOUNT_FEN", _positive_int, 5_000_000,
-             "largest amount of one transaction, in fen", "max_amount_fen"),
+             "largest purchase or refund, in fen (5000000 = 50,000.00 CNY); a larger "
+             "amount is declined with 13", "max_amount_fen"),
     Variable("POS_TIMESTAMP_WINDOW_S", _positive_int, 300,
              "how far X-Timestamp of a terminal request may be from now, in seconds",
              "timestamp_window_s"),
@@ -152,6 +155,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("POS_TEST_DATABASE_URL", _text, None,
              "tests only: PostgreSQL server to create the test database on "
              "(default: an embedded one)"),
+    Variable("POS_MODEL_SEED", _positive_int, None,
+             "tests only: replays the run of tests/test_protocol_model.py with this seed "
+             "(default: a random seed, printed)"),
+    Variable("POS_MODEL_EXAMPLES", _positive_int, 60,
+             "tests only: random sessions tests/test_protocol_model.py runs"),
+    Variable("POS_MODEL_STEPS", _positive_int, 50,
+             "tests only: steps in each session of tests/test_protocol_model.py"),
     Variable("POS_CHROMIUM", _path, None,
              "browser tests and `make screenshots`: the Chromium to drive "
              "(default: chromium on PATH)"),
@@ -238,7 +248,9 @@ def ensure_embedded_secrets(env: Mapping[str, str] | None = None) -> Path | None
     if all(env.get(name) for name in _SECRET_NAMES):
         return None
     data_dir: Path = _BY_NAME["POS_DATA_DIR"].read(env)
-    if not (data_dir / SECRETS_FILE).exists():
+    if (data_dir / SECRETS_FILE).exists():
+        _keep_private(data_dir / SECRETS_FILE)
+    else:
         _generated_secrets(data_dir)
     return data_dir / SECRETS_FILE
 
@@ -255,6 +267,11 @@ def _hex_key(name: str, raw: str, length: int) -> bytes:
         raise ConfigError(f"{name} must be hex") from None
     if len(key) != length:
         raise ConfigError(f"{name} must be {length} bytes ({2 * length} hex characters)")
+    problem = key_problem(key)
+    if problem:
+        raise ConfigError(
+            f"{name} {problem}: python3 -c 'import secrets; print(secrets.token_hex(32))'"
+        )
     return key
 
 
@@ -272,6 +289,12 @@ def _load_secrets(env: Mapping[str, str], data_dir: Path, *, embedded: bool) -> 
         stored = _stored_secrets(data_dir / SECRETS_FILE, missing)
         values = {name: values[name] or stored[name] for name in _SECRET_NAMES}
     master_key, pin_pepper, admin_token = (values[name] or "" for name in _SECRET_NAMES)
+    problem = admin_token_problem(admin_token)
+    if problem:
+        raise ConfigError(
+            f"POS_ADMIN_TOKEN {problem}; generate one with "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
     return Secrets(
         master_key=_hex_key("POS_MASTER_KEY", master_key, 32),
         pin_pepper=_hex_key("POS_PIN_PEPPER", pin_pepper, 32),
@@ -319,3 +342,15 @@ def _generated_secrets(data_dir: Path) -> dict[str, str]:
     finally:
         tmp.unlink()
     return _stored_secrets(path, "secrets")
+
+
+def _keep_private(path: Path) -> None:
+    """A secrets file others can read is made private again, and said so on stderr: its
+    secrets may have been read meanwhile (rotate them if the host is shared)."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        os.chmod(path, 0o600)
+        print(
+            f"pos-gateway: warning: {path} had mode {mode:04o}, readable by others; set to 0600",
+            file=sys.stderr,
+        )

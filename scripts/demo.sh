@@ -8,6 +8,13 @@ export POS_DATA_DIR="$DATA_DIR"
 mkdir -p "$DATA_DIR"
 LOG="$DATA_DIR/demo-gateway.log"
 
+# Another process on the port would answer /healthz in place of ours, and the scenario
+# would run against it: refuse before starting anything.
+if ! python -c 'import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$PORT" 2>/dev/null; then
+    echo "make demo: port $PORT is already in use by another process; stop it or pick" \
+         "another port with POS_DEMO_PORT=NNNN" >&2
+    exit 1
+fi
 echo "== starting the gateway on $URL (embedded PostgreSQL in $DATA_DIR; log: $LOG)"
 pos-gateway serve --port "$PORT" 2>"$LOG" &
 GATEWAY=$!
@@ -28,6 +35,10 @@ until terminal-sim wait --url "$URL" --timeout 1 2>/dev/null; do
         exit 1
     fi
 done
+if ! kill -0 "$GATEWAY" 2>/dev/null; then
+    echo "make demo: the gateway exited, yet $URL answers: another process took port $PORT" >&2
+    exit 1
+fi
 echo "== loading the demo world"
 pos-gateway demo-data --out "$DATA_DIR/demo.json" 2>>"$LOG"
 echo "== demo world written to $DATA_DIR/demo.json (terminal keys and card PINs: keep private)"

@@ -112,11 +112,30 @@ def _card_args(parser: argparse.ArgumentParser, *, pin: bool, required: bool = T
         parser.add_argument("--pin", help="PIN (default: the card's PIN from the demo file)")
 
 
+EXIT_STATUS_HELP = """\
+exit status:
+  0  the gateway answered with HTTP 200. For purchase, balance, refund, reversal,
+     cash-withdrawal and transfer this includes declines: the response code printed
+     (51, 55, 75, ...) says whether it was approved; scripts check it, or use --json.
+     close-batch: 0 only when the batch is in balance. scenario: every step as
+     expected. load: at least one request answered. wait: the gateway is healthy.
+  1  the gateway refused the request (HTTP 4xx/5xx, e.g. 401 for a wrong key), a close
+     out of balance, a scenario step not as expected, or wait gave up
+  2  usage error: bad arguments, an unreadable demo file or scenario
+  3  the gateway could not be reached or did not answer in time
+
+Amounts above the gateway's POS_MAX_AMOUNT_FEN (default 5000000 fen = 50,000.00 CNY
+per transaction) are declined with 13.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="terminal-sim",
         description="POS terminal simulator for the medical-insurance card gateway. "
         "Amounts are typed in CNY (12.50) and sent exactly in fen.",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

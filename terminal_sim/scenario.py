@@ -42,7 +42,6 @@ from terminal_sim.protocol import (
     format_amount,
     mask_pan,
     parse_amount,
-    signed_headers,
 )
 
 _STEP_KEYS = {
@@ -194,10 +193,12 @@ class _Run:
 
     async def _close_batch(self, terminal: Terminal) -> tuple[dict[str, Any], Answer]:
         tid = terminal.config.terminal_id
-        headers = signed_headers(tid, terminal.config.mac_key, "GET", "/v1/batches/open", b"")
-        async with self.session.get(self.base_url + "/v1/batches/open", headers=headers) as resp:
-            batch_no = (await resp.json())["batch_no"]
-        body = {"batch_no": batch_no, **self.totals[tid].as_request()}
+        opened = await terminal.open_batch()
+        if opened.status != 200 or not isinstance(opened.body.get("batch_no"), int):
+            # Refused (401 unknown terminal or wrong key, 403 disabled...): that answer is
+            # the step's outcome, printed and counted as failed like any other.
+            return {}, opened
+        body = {"batch_no": opened.body["batch_no"], **self.totals[tid].as_request()}
         answer = await terminal.send("/v1/batches/close", body)
         if answer.status == 200:
             self.totals[tid] = BatchTotals()

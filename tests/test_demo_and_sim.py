@@ -155,8 +155,7 @@ expect = "00"
 terminal = "pharm002"
 type = "reversal"
 original = "a"
-expect = "00"
-expect_amount = "20.00"
+expect = "12"
 
 [[step]]
 terminal = "pharm002"
@@ -179,5 +178,6 @@ expect_in_balance = true
     )
 
     assert all(r.ok for r in results), out.getvalue()
-    assert results[-1].answer.body["gateway"]["purchases"] == {"count": 1, "amount": 500}
-    assert results[-1].answer.body["gateway"]["refunds"] == {"count": 0, "amount": 0}
+    # A purchase with a refund cannot be reversed (12): both stay in the batch.
+    assert results[-1].answer.body["gateway"]["purchases"] == {"count": 2, "amount": 3_500}
+    assert results[-1].answer.body["gateway"]["refunds"] == {"count": 1, "amount": 1_000}

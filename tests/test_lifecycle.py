@@ -128,7 +128,9 @@ async def test_reversal_before_its_original_blocks_it(world: World, db) -> None:
     assert await _balance(db, card["account_id"]) == 10_000
 
 
-async def test_reversal_after_partial_refund_reverses_what_is_left(world: World, db) -> None:
+async def test_reversal_of_a_purchase_with_a_refund_is_12_and_changes_nothing(
+    world: World, db
+) -> None:
     terminal = await world.terminal()
     card = await world.card(balance=10_000)
     bought = await _buy(terminal, card, 4_000)
@@ -137,9 +139,39 @@ async def test_reversal_after_partial_refund_reverses_what_is_left(world: World,
     _, reversal = await terminal.transact("reversal", original_stan=bought["stan"])
     refund_after = await _refund(terminal, bought["rrn"], 100)
 
-    assert reversal.body["amount"] == 2_500
-    assert refund_after["response_code"] == "12"
-    assert await _balance(db, card["account_id"]) == 10_000
+    assert (reversal.body["response_code"], reversal.body["amount"]) == ("12", 0)
+    assert refund_after["response_code"] == "00"
+    assert await _balance(db, card["account_id"]) == 10_000 - 4_000 + 1_500 + 100
+
+
+async def test_refund_at_b_closed_then_reversal_at_a_leaves_the_batches_whole(
+    world: World, db
+) -> None:
+    """The model-based run's finding (issue 10): purchase at A, refund at B of the same
+    merchant, B closes, A reverses, A closes. The reversal is declined, so the merchant's
+    closed batches net exactly what the card paid."""
+    merchant = await world.merchant()
+    a = await world.terminal(merchant)
+    b = await world.terminal(merchant)
+    card = await world.card(balance=10_000)
+    bought = await _buy(a, card, 1_000)
+    await _refund(b, bought["rrn"], 300)
+    b_figures = {"purchases": {"count": 0, "amount": 0}, "refunds": {"count": 1, "amount": 300}}
+    b_close = await b.send("/v1/batches/close", {"batch_no": 1, **b_figures})
+
+    _, reversal = await a.transact("reversal", original_stan=bought["stan"])
+    a_figures = {"purchases": {"count": 1, "amount": 1_000}, "refunds": {"count": 0, "amount": 0}}
+    a_close = await a.send("/v1/batches/close", {"batch_no": 1, **a_figures})
+
+    assert b_close.body["in_balance"] is True
+    assert (reversal.body["response_code"], reversal.body["amount"]) == ("12", 0)
+    assert a_close.body["in_balance"] is True, a_close.body
+    paid = 10_000 - await _balance(db, card["account_id"])
+    batches = await db.fetch(
+        "SELECT purchases_amount - refunds_amount AS net FROM batches WHERE terminal_id = ANY($1)",
+        [a.config.terminal_id, b.config.terminal_id],
+    )
+    assert sum(r["net"] for r in batches) == paid == 700
 
 
 async def test_refund_and_reversal_racing_return_the_amount_once(world: World, db) -> None:
@@ -157,6 +189,10 @@ async def test_refund_and_reversal_racing_return_the_amount_once(world: World, d
             "amount"
         ]
         assert credited == 3_000
+        if refund["response_code"] == "00":
+            # The refund came first: the purchase has a refund, so its reversal is 12
+            # (never an acknowledgement that reversed nothing).
+            assert reversal.body["response_code"] == "12", reversal.body
         assert await _balance(db, card["account_id"]) == 10_000
 
 
@@ -227,20 +263,6 @@ async def test_reversal_after_its_batch_closed_is_declined_and_the_close_stands(
     assert reversal.body["response_code"] == "12" and reversal.body["approved"] is False
     assert await _balance(db, card["account_id"]) == 7_500
     assert again.body == closed.body
-
-
-async def test_a_reversed_purchase_leaves_the_batch_with_its_refunds(world: World) -> None:
-    terminal = await world.terminal()
-    card = await world.card(balance=10_000)
-    bought = await _buy(terminal, card, 3_000)
-    await _refund(terminal, bought["rrn"], 1_000)
-    _, reversal = await terminal.transact("reversal", original_stan=bought["stan"])
-    nothing = {"purchases": {"count": 0, "amount": 0}, "refunds": {"count": 0, "amount": 0}}
-
-    close = await terminal.send("/v1/batches/close", {"batch_no": 1, **nothing})
-
-    assert reversal.body["amount"] == 2_000
-    assert close.body["gateway"] == nothing and close.body["in_balance"] is True
 
 
 async def test_reversal_of_a_refund_is_declined_and_the_refund_stands(world: World, db) -> None:

@@ -197,6 +197,14 @@ async def test_answers_match_the_documented_schemas(world: World) -> None:
         {"month": ym(month), "employer_part": 500, "individual_part": 100},
         ssn=ssn,
     )
+    await api.call(
+        "POST",
+        "/v1/admin/people/{ssn}/contributions/{month}/correction",
+        200,
+        {"employer_part": 600, "individual_part": 100, "reason": "payroll typo"},
+        ssn=ssn,
+        month=ym(month),
+    )
     await api.call("POST", "/v1/admin/allocations", 200, {"month": ym(month)})
     await api.call("GET", "/v1/admin/allocations/{month}", month=ym(month))
     await api.call(
@@ -229,6 +237,9 @@ async def test_answers_match_the_documented_schemas(world: World) -> None:
         "POST", "/v1/admin/terminals/{terminal_id}/rekey", terminal_id=terminal["terminal_id"]
     )
     await api.call("GET", "/v1/admin/audit", params={"limit": "5"})
+    settlement = DOC["paths"]["/v1/admin/settlement"]["get"]
+    assert {p["name"]: p["required"] for p in settlement["parameters"]}["date"] is False
+    await api.call("GET", "/v1/admin/settlement")  # the day defaults to today
 
     holder, token = await cardholder(world)
     await api.call("GET", "/v1/me", token=token)

@@ -211,7 +211,7 @@ async def test_pin_reset_needs_the_holders_id_number(world: World) -> None:
 
     resp = await world.client.post(
         f"/v1/admin/cards/{card['pan']}/pin-reset",
-        json={"ssn": other["ssn"], "new_pin": "1111"},
+        json={"ssn": other["ssn"], "new_pin": "7395"},
         headers=world.headers,
     )
 
@@ -329,3 +329,20 @@ async def test_a_right_pin_restarts_the_count_even_when_declined(world: World) -
         codes.append(answer.body["response_code"])
 
     assert codes == ["55", "55", "51", "55"]
+
+
+async def test_approved_purchase_after_two_wrong_pins_clears_the_count(world: World, db) -> None:
+    """Found by the model-based test: the single-statement path left the count at 2 after
+    an approved purchase (its account lock skipped the row the debit had just updated)."""
+    terminal = await world.terminal()
+    card = await world.card(balance=5_000)
+    for _ in range(2):
+        _, wrong = await terminal.transact("purchase", pan=card["pan"], pin="0000", amount=100)
+        assert wrong.body["response_code"] == "55"
+
+    _, bought = await terminal.transact("purchase", pan=card["pan"], pin="4321", amount=100)
+    _, wrong_again = await terminal.transact("purchase", pan=card["pan"], pin="0000", amount=100)
+
+    assert bought.body["response_code"] == "00"
+    assert wrong_again.body["response_code"] == "55"  # a first failure again, not a lock
+    assert await db.fetchval("SELECT pin_failures FROM cards WHERE pan = $1", card["pan"]) == 1

@@ -116,7 +116,8 @@ async def register_person(request: web.Request) -> web.Response:
 
 @routes.post("/v1/admin/people/{ssn}/contributions")
 @operation(
-    "Record a month's contribution (409 in a suspended month)",
+    "Record a month's contribution (409 in a suspended month, or when the month is "
+    "recorded with other amounts: see .../correction)",
     "operator",
     params=[SSN_PATH],
     body=obj({"month": MONTH, "employer_part": FEN, "individual_part": FEN}, ("month",)),
@@ -136,6 +137,30 @@ async def record_contribution(request: web.Request) -> web.Response:
     return web.json_response(
         {"month": f"{month:%Y-%m}", "created": created}, status=201 if created else 200
     )
+
+
+@routes.post("/v1/admin/people/{ssn}/contributions/{month}/correction")
+@operation(
+    "Correct a recorded month's amounts, with a reason (audited; 409 once the month is allocated)",
+    "operator",
+    params=[SSN_PATH, param("month", "path", MONTH)],
+    body=obj(
+        {"employer_part": FEN, "individual_part": FEN, "reason": STR},
+        ("employer_part", "individual_part", "reason"),
+    ),
+    ok=obj({"month": MONTH, "employer_part": FEN, "individual_part": FEN, "corrected": BOOL}),
+)
+async def correct_contribution(request: web.Request) -> web.Response:
+    data = await _body(request, {"employer_part", "individual_part", "reason"})
+    result = await _admin(request).correct_contribution(
+        request.match_info["ssn"],
+        field_month(dict(request.match_info), "month"),
+        field_fen(data, "employer_part"),
+        field_fen(data, "individual_part"),
+        field_str(data, "reason", max_len=500),
+        actor=operator_actor(request),
+    )
+    return web.json_response(result)
 
 
 @routes.post("/v1/admin/accounts/{account_id}/freeze")
@@ -351,24 +376,29 @@ async def account_statement(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/v1/admin/settlement")
 @operation(
-    "What each merchant is owed for a day",
+    "What each merchant is owed for a day (default today, business time zone), with a totals row",
     "operator",
     params=[
-        {**param("date", "query", DATE), "required": True},
+        param("date", "query", DATE, "the day (default: today in POS_BUSINESS_TZ)"),
         param("merchant_id", "query", MERCHANT_ID),
         FORMAT,
     ],
-    ok=obj({"date": DATE, "merchants": array({"type": "object"})}),
+    ok=obj({"date": DATE, "merchants": array({"type": "object"}), "totals": {"type": "object"}}),
     csv=True,
 )
 async def settlement_report(request: web.Request) -> web.StreamResponse:
-    """Per merchant and day: ?date=YYYY-MM-DD[&merchant_id=…]&format=json|csv."""
-    day = field_date(dict(request.query), "date")
+    """Per merchant and day: ?date=YYYY-MM-DD[&merchant_id=…]&format=json|csv. The day
+    defaults to today in the business time zone; a totals row ends the report."""
+    day = field_date(dict(request.query), "date", required=False) or _admin(request).today()
     merchant_id = request.query.get("merchant_id")
     rows = await reports.settlement(request.config_dict[SERVICES].pool, day, merchant_id)
+    totals = reports.settlement_totals(rows)
     if wants_csv(request):
-        return csv_response(rows, SETTLEMENT_COLUMNS, f"settlement-{day.isoformat()}.csv")
-    return web.json_response({"date": day.isoformat(), "merchants": rows})
+        total_row = {"local_date": day.isoformat(), "merchant_id": "TOTAL", **totals}
+        return csv_response(
+            [*rows, total_row], SETTLEMENT_COLUMNS, f"settlement-{day.isoformat()}.csv"
+        )
+    return web.json_response({"date": day.isoformat(), "merchants": rows, "totals": totals})
 
 
 # Counter services ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import structlog
 from aiohttp import web
+from asyncpg.exceptions._base import DataError as ArgumentDataError
 
 from pos_gateway.errors import DomainError
 from pos_gateway.http.errors import error_response, status_of
@@ -56,6 +57,12 @@ async def error_mapping(request: web.Request, handler: Handler) -> web.StreamRes
         log.error("database_unavailable", error=type(exc).__name__, path=request.path)
         metrics.http_errors.labels("503", "database_unavailable").inc()
         return error_response(503, "database_unavailable", "database unavailable; retry later")
+    except (asyncpg.DataError, ArgumentDataError, UnicodeError) as exc:
+        # A value validation let through that the database cannot take (NUL, a lone
+        # surrogate, a number past bigint): the client's input, so 400, never a 500.
+        log.info("value_refused", error=type(exc).__name__, path=request.path)
+        metrics.http_errors.labels("400", "invalid_value").inc()
+        return error_response(400, "invalid_value", "a value is not valid text or is out of range")
     except web.HTTPRequestEntityTooLarge:
         metrics.http_errors.labels("413", "body_too_large").inc()
         return error_response(413, "body_too_large", "request body exceeds 16 KiB")

@@ -45,7 +45,8 @@ async def operator_auth(request: web.Request, handler: Handler) -> web.StreamRes
     """Every operator route requires `Authorization: Bearer <POS_ADMIN_TOKEN>`."""
     expected = f"Bearer {request.config_dict[SETTINGS].secrets.admin_token}"
     offered = request.headers.get("Authorization", "")
-    if not hmac.compare_digest(offered.encode(), expected.encode()):
+    # surrogateescape: header bytes that are not UTF-8 compare as bytes (and differ).
+    if not hmac.compare_digest(offered.encode("utf-8", "surrogateescape"), expected.encode()):
         raise Unauthorized("operator token missing or wrong")
     return await handler(request)
 

@@ -91,7 +91,20 @@ def field_str(data: dict[str, Any], name: str, *, max_len: int = 200, required: 
         return None
     if not isinstance(value, str) or not value.strip() or len(value) > max_len:
         raise BadRequest(f"{name} must be a non-empty string of at most {max_len} characters")
+    if not text_storable(value):
+        raise BadRequest(f"{name} must not contain NUL or unpaired surrogates", code="invalid_text")
     return value.strip()
+
+
+def text_storable(value: str) -> bool:
+    """Text PostgreSQL can store: no NUL character, and valid UTF-8 (no lone surrogate)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # Dates outside these years are typing errors here, and month arithmetic near year 1 or

@@ -17,8 +17,9 @@ from pos_gateway.domain.audit import SYSTEM_ACTOR, Actor
 from pos_gateway.domain.cards import last_day_of_month, luhn_check_digit, luhn_valid, mask_pan
 from pos_gateway.domain.citizen_id import InvalidCitizenId, parse_citizen_id
 from pos_gateway.domain.coverage import contribution_refused
-from pos_gateway.domain.credentials import draw_first_password
+from pos_gateway.domain.credentials import draw_first_password, weak_pin_reason
 from pos_gateway.domain.months import format_month
+from pos_gateway.domain.resubmission import differences
 from pos_gateway.errors import BadRequest, Conflict, NotFound
 from pos_gateway.security.keys import KeyWrapper, TerminalKeys
 from pos_gateway.security.pins import PinHasher, generate_pin, pin_acceptable
@@ -86,6 +87,10 @@ class AdminService:
         self._keys = key_wrapper
         self._today = today
 
+    def today(self) -> date:
+        """Today in the business time zone (the scheme's days, not the server's)."""
+        return self._today()
+
     async def _hash_pin(self, pin: str) -> str:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pin_executor, self._pins.hash, pin)
@@ -100,6 +105,14 @@ class AdminService:
         ssn = checked_ssn(ssn)
         async with self._pool.acquire() as conn, conn.transaction():
             created = await people.insert_person(conn, ssn, name)
+            if not created:
+                differs = differences({"name": await people.person_name(conn, ssn)}, {"name": name})
+                if differs:
+                    raise Conflict(
+                        f"this ID number is registered already with other data ({differs}); "
+                        "nothing was changed",
+                        code="person_differs",
+                    )
             account = await people.ensure_account(conn, ssn)
             balance = account["balance"]
             if created and opening_allocation > 0:
@@ -189,6 +202,17 @@ class AdminService:
             created = await people.record_contribution(
                 conn, ssn, month, employer_part, individual_part
             )
+            if not created:
+                recorded = await people.contribution_for_update(conn, ssn, month)
+                sent = {"employer_part": employer_part, "individual_part": individual_part}
+                differs = None if recorded is None else differences(dict(recorded), sent)
+                if differs:
+                    raise Conflict(
+                        f"{format_month(month)} is recorded with other amounts ({differs}); "
+                        f"nothing was changed. To change it: POST /v1/admin/people/{ssn}/"
+                        f"contributions/{format_month(month)}/correction (audited)",
+                        code="contribution_differs",
+                    )
             if created:
                 await audit.record(
                     conn,
@@ -203,6 +227,49 @@ class AdminService:
                     },
                 )
             return created
+
+    async def correct_contribution(
+        self,
+        ssn: str,
+        month: date,
+        employer_part: int,
+        individual_part: int,
+        reason: str,
+        *,
+        actor: Actor = SYSTEM_ACTOR,
+    ) -> dict[str, object]:
+        """Change a recorded month's amounts, with the reason, in the audit trail. A month
+        already allocated is refused (409): the allocation credited the old amounts, and
+        the difference is settled by an adjustment, not by rewriting history."""
+        ssn = checked_ssn(ssn)
+        month = month.replace(day=1)
+        async with self._pool.acquire() as conn, conn.transaction():
+            recorded = await people.contribution_for_update(conn, ssn, month)
+            if recorded is None:
+                raise NotFound(f"no contribution recorded for {format_month(month)}")
+            if recorded["allocated"]:
+                raise Conflict(
+                    f"{format_month(month)} was allocated already; it cannot be corrected",
+                    code="contribution_allocated",
+                )
+            before = {k: recorded[k] for k in ("employer_part", "individual_part")}
+            after = {"employer_part": employer_part, "individual_part": individual_part}
+            if before != after:
+                await people.correct_contribution(conn, ssn, month, employer_part, individual_part)
+                await audit.record(
+                    conn,
+                    actor,
+                    "contribution.corrected",
+                    "person",
+                    ssn,
+                    {
+                        "month": format_month(month),
+                        "before": before,
+                        "after": after,
+                        "reason": reason,
+                    },
+                )
+        return {"month": format_month(month), **after, "corrected": before != after}
 
     # Cards ----------------------------------------------------------------------------
 
@@ -301,6 +368,13 @@ class AdminService:
         ssn = checked_ssn(ssn)
         if not pin_acceptable(new_pin):
             raise BadRequest("pin must be 4 to 12 digits", code="invalid_pin")
+        # The rule self-service applies (domain/credentials.py), so a counter reset is no
+        # way around it.
+        weak = weak_pin_reason(
+            new_pin, birth_date=parse_citizen_id(ssn).birth_date, ssn=ssn, pan=pan
+        )
+        if weak is not None:
+            raise BadRequest(weak, code="weak_pin")
         pin_hash = await self._hash_pin(new_pin)
         async with self._pool.acquire() as conn, conn.transaction():
             card = await people.get_card(conn, pan)

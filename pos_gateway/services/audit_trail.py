@@ -6,6 +6,7 @@ import json
 
 import asyncpg
 
+from pos_gateway.domain.cards import mask_pan
 from pos_gateway.services.reports import StatementPage, check_limit, cut_page, decode_cursor
 from pos_gateway.store import audit
 
@@ -41,7 +42,10 @@ async def audit_trail_page(
             "request_id": r["request_id"],
             "action": r["action"],
             "subject_kind": r["subject_kind"],
-            "subject_id": r["subject_id"],
+            # A card's subject is its number: shown masked (the filter takes it whole).
+            "subject_id": mask_pan(r["subject_id"])
+            if r["subject_kind"] == "card"
+            else r["subject_id"],
             "details": json.loads(r["details"]),
         }
         for r in rows

@@ -40,6 +40,14 @@ log = structlog.get_logger("pos_gateway.cardholder")
 _LOGIN_FAILED = "ID number or password is wrong"
 
 
+def _login_locked() -> Forbidden:
+    return Forbidden(
+        f"login locked after {MAX_LOGIN_FAILURES} wrong passwords; try again later "
+        "or have the password reset at a counter",
+        code="login_locked",
+    )
+
+
 def token_digest(token: str) -> bytes:
     """Tokens carry 256 random bits, so a plain SHA-256 is enough to store them: nothing
     to brute-force, and the lookup is one index probe."""
@@ -90,18 +98,22 @@ class CardholderService:
         async with self._pool.acquire() as conn:
             credentials = await cardholders.get_credentials(conn, ssn)
         if credentials is None:
-            # Same cost as a real check: no probing for who has a card.
+            # The same answers (lockout included) and the same work (one hash) as for a
+            # registered ID number: no probing for who has a card.
+            async with self._pool.acquire() as conn:
+                open_ = await cardholders.reserve_unknown_attempt(
+                    conn, ssn, MAX_LOGIN_FAILURES, LOCKOUT
+                )
             await self._run(self._hasher.dummy_verify, password)
+            if not open_:
+                raise _login_locked()
             raise Unauthorized(_LOGIN_FAILED, code="login_failed")
         async with self._pool.acquire() as conn:
             attempt = await cardholders.reserve_attempt(conn, ssn, MAX_LOGIN_FAILURES, LOCKOUT)
         if attempt is None:
             log.info("cardholder_login_locked", ssn=ssn)
-            raise Forbidden(
-                f"login locked after {MAX_LOGIN_FAILURES} wrong passwords; try again later "
-                "or have the password reset at a counter",
-                code="login_locked",
-            )
+            await self._run(self._hasher.dummy_verify, password)  # as for an unknown number
+            raise _login_locked()
         matches = await self._password_matches(attempt, password)
         async with self._pool.acquire() as conn, conn.transaction():
             if not matches:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from pos_gateway.domain.cards import luhn_check_digit
+from pos_gateway.domain.cards import card_expired, luhn_check_digit
 from pos_gateway.domain.citizen_id import make_citizen_id
 from pos_gateway.errors import Conflict
 from pos_gateway.security.keys import KeyWrapper
@@ -74,6 +74,13 @@ HOLDERS = (
 )
 
 
+def card_status(card: Any, today: date) -> str:
+    """active | lost | expired | replaced, as a terminal would find the card today."""
+    if card["status"] != "active":
+        return card["status"]
+    return "expired" if card_expired(card["expires_on"], today) else "active"
+
+
 def demo_ssn(index: int, holder: DemoHolder) -> str:
     # Region 110105 (Chaoyang, Beijing); sequence odd for even indexes, for variety.
     return make_citizen_id("110105", holder.birth, 101 + index * 2 + index % 2)
@@ -85,7 +92,8 @@ def demo_pan(index: int) -> str:
 
 
 def demo_pin(index: int) -> str:
-    return f"{(246813 + 97531 * index) % 1_000_000:06d}"
+    # The step keeps every demo PIN clear of the weak-PIN rule (a re-run resets them).
+    return f"{(246813 + 97523 * index) % 1_000_000:06d}"
 
 
 def _month_add(month: date, delta: int) -> date:
@@ -221,7 +229,8 @@ async def _cardholder(
         "pin": pin,
         "ssn": ssn,
         "balance": balance,
-        "status": holder.status,
+        # What the database says now (a card reported lost since the last run is lost).
+        "status": card_status(await admin.card(pan), today),
         "alias": holder.alias,
         "holder": holder.name,
         "contributions_stopped": holder.contributions_stopped,

@@ -341,9 +341,18 @@ class InsuranceService:
             paid = await insurance.contribution_months(conn, ssn, months.first, months.last)
             suspensions = await insurance.suspensions_of(conn, ssn)
             employments = await insurance.employments_of_person(conn, ssn)
+        paid_parts = {r["month"]: (r["employer_part"], r["individual_part"]) for r in paid}
         lines = notice_lines(
-            _months(months),
-            {r["month"]: (r["employer_part"], r["individual_part"]) for r in paid},
+            [
+                m
+                for m in _months(months)
+                # With employments on record, a month none of them covers (before the
+                # hiring, between jobs) is owed by nobody: listed only if paid anyway.
+                if not employments
+                or m in paid_parts
+                or any(employment_covers(e["hired_on"], e["ended_on"], m) for e in employments)
+            ],
+            paid_parts,
             suspensions,
         )
         out_lines = []

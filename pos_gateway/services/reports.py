@@ -90,6 +90,17 @@ async def settlement(pool: asyncpg.Pool, day: date, merchant_id: str | None) -> 
     return out
 
 
+_SUMMED = (
+    "purchases_count", "purchases_amount", "refunds_count", "refunds_amount",
+    "reversals_count", "reversals_amount", "net_amount",
+)  # fmt: skip
+
+
+def settlement_totals(rows: list[dict]) -> dict[str, int]:
+    """The day's totals over the merchants listed (the report's last row)."""
+    return {name: sum(r[name] for r in rows) for name in _SUMMED}
+
+
 async def verify_ledger(conn: asyncpg.Connection) -> dict[str, Any]:
     """Recompute balances from the journal and check refunds and reversals; `ok` is False
     with the offending rows when any rule is broken."""

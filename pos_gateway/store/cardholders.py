@@ -55,6 +55,31 @@ async def reserve_attempt(
     )
 
 
+async def reserve_unknown_attempt(
+    conn: asyncpg.Connection, ssn: str, max_failures: int, lockout: timedelta
+) -> bool:
+    """reserve_attempt for an ID number with no credentials (login_throttle): False while
+    it is locked, so an unknown number locks after as many tries as a registered one."""
+    row = await conn.fetchrow(
+        """
+        INSERT INTO login_throttle AS t (ssn, failed_attempts, locked_until)
+        VALUES ($1, 1, CASE WHEN 1 >= $2 THEN now() + $3::interval END)
+        ON CONFLICT (ssn) DO UPDATE
+        SET failed_attempts = CASE WHEN t.locked_until IS NOT NULL THEN 1
+                                   ELSE LEAST(t.failed_attempts + 1, 1000) END,
+            locked_until = CASE WHEN t.locked_until IS NULL AND t.failed_attempts + 1 >= $2
+                                THEN now() + $3::interval END,
+            last_attempt_at = now()
+        WHERE t.locked_until IS NULL OR t.locked_until <= now()
+        RETURNING failed_attempts
+        """,
+        ssn,
+        max_failures,
+        lockout,
+    )
+    return row is not None
+
+
 async def login_succeeded(conn: asyncpg.Connection, ssn: str) -> None:
     await conn.execute(
         """

@@ -146,6 +146,43 @@ async def record_contribution(
     return result == "INSERT 0 1"
 
 
+async def person_name(conn: asyncpg.Connection, ssn: str) -> str | None:
+    return await conn.fetchval("SELECT name FROM people WHERE ssn = $1", ssn)
+
+
+async def contribution_for_update(
+    conn: asyncpg.Connection, ssn: str, month: date
+) -> asyncpg.Record | None:
+    """The recorded parts of a month, locked for a correction, and whether it was
+    allocated already."""
+    return await conn.fetchrow(
+        """
+        SELECT employer_part, individual_part,
+               EXISTS (SELECT 1 FROM allocations a WHERE a.ssn = c.ssn AND a.month = c.month)
+                   AS allocated
+        FROM contributions c WHERE ssn = $1 AND month = $2
+        FOR UPDATE
+        """,
+        ssn,
+        month,
+    )
+
+
+async def correct_contribution(
+    conn: asyncpg.Connection, ssn: str, month: date, employer_part: int, individual_part: int
+) -> None:
+    await conn.execute(
+        """
+        UPDATE contributions SET employer_part = $3, individual_part = $4
+        WHERE ssn = $1 AND month = $2
+        """,
+        ssn,
+        month,
+        employer_part,
+        individual_part,
+    )
+
+
 # Counter and self-service card operations ------------------------------------------------
 
 

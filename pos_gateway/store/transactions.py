@@ -182,9 +182,11 @@ WITH card AS (
     WHERE card_id = $7 AND pin_failures BETWEEN 1 AND $10 - 1
       AND EXISTS (SELECT 1 FROM account_lock)
 ), debit AS (
+    -- account_lock is read here, before the row is updated: read after, by pin_reset
+    -- alone, it would skip the row this statement just updated and leave the counter.
     UPDATE individual_accounts SET balance = balance - $8
     WHERE $5 = 'purchase' AND account_id = (SELECT account_id FROM card)
-      AND balance >= $8 AND status = 'active'
+      AND balance >= $8 AND status = 'active' AND EXISTS (SELECT 1 FROM account_lock)
       AND EXISTS (SELECT 1 FROM card WHERE status = 'active' AND pin_failures < $10)
     RETURNING account_id, balance
 ), decision AS (
@@ -330,16 +332,22 @@ SELECT local_date FROM transactions
 WHERE terminal_id = $1 AND stan = $2 AND local_date = ANY($3::date[]) AND txn_type <> 'blocked'
 ORDER BY local_date DESC
 LIMIT 1
+-- Locked first, so _REVERSAL's snapshot sees a refund that committed while this waited
+-- (and declines with 12 instead of acknowledging a reversal that did nothing).
+FOR NO KEY UPDATE
 """
 
 # $9: the original's local date. A purchase is reversed only while it is in the terminal's
 # open batch: once the batch is closed and reconciled the money is settled, and the
 # reversal is declined (12) rather than acknowledged without effect. A refund is final:
-# its reversal is declined too. Anything else (declined, unknown, already reversed) is
-# acknowledged with nothing to do.
+# its reversal is declined too, and so is the reversal of a purchase with any refund (12):
+# the refund may sit in another terminal's batch, closed already, and a reversal would
+# leave that batch carrying money the card never paid. Anything else (declined, unknown,
+# already reversed) is acknowledged with nothing to do.
 _REVERSAL = f"""
 WITH target AS (
-    SELECT transaction_id, txn_type, response_code, batch_no FROM transactions
+    SELECT transaction_id, txn_type, response_code, batch_no, reversed, refunded_amount
+    FROM transactions
     WHERE terminal_id = $1 AND local_date = $9 AND stan = $7
 ), open_batch AS (
     SELECT current_batch FROM terminals WHERE terminal_id = $1
@@ -347,7 +355,7 @@ WITH target AS (
     UPDATE transactions SET reversed = true
     WHERE terminal_id = $1 AND local_date = $9 AND stan = $7
       AND txn_type = 'purchase' AND response_code = '00' AND NOT reversed
-      AND batch_no = (SELECT current_batch FROM open_batch)
+      AND refunded_amount = 0 AND batch_no = (SELECT current_batch FROM open_batch)
     RETURNING transaction_id, account_id, card_id, amount - refunded_amount AS unreturned
 ), credit AS (
     UPDATE individual_accounts a SET balance = a.balance + o.unreturned
@@ -358,6 +366,10 @@ WITH target AS (
     SELECT CASE
         WHEN EXISTS (SELECT 1 FROM original) THEN '00'
         WHEN EXISTS (SELECT 1 FROM target WHERE response_code = '00' AND txn_type = 'refund')
+            THEN '12'
+        WHEN EXISTS (SELECT 1 FROM target
+                     WHERE response_code = '00' AND txn_type = 'purchase' AND NOT reversed
+                       AND refunded_amount > 0)
             THEN '12'
         WHEN EXISTS (SELECT 1 FROM target
                      WHERE response_code = '00' AND txn_type = 'purchase'

@@ -49,16 +49,6 @@ async def _page_resources(app: web.Application) -> AsyncIterator[None]:
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-# JSON answers that show personal data or secrets (DESIGN §11): the cardholder API and the
-# operator API. The pages set their own headers (web/core.py: finish).
-_PERSONAL_JSON_PREFIXES = ("/v1/me", "/v1/admin")
-
-
-async def _no_store_for_personal_data(request: web.Request, response: web.StreamResponse) -> None:
-    if request.path.startswith(_PERSONAL_JSON_PREFIXES):
-        response.headers.setdefault("Cache-Control", "no-store")
-
-
 def setup_pages(app: web.Application) -> None:
     """Call after the app's own resources are registered (the pages use their pool)."""
     aiohttp_jinja2.setup(
@@ -67,6 +57,5 @@ def setup_pages(app: web.Application) -> None:
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
     )
     app.cleanup_ctx.append(_page_resources)
-    app.on_response_prepare.append(_no_store_for_personal_data)
     app.router.add_routes(cardholder.routes)
     app.add_subapp(office.COOKIE_PATH, office.office_app())

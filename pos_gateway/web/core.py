@@ -149,9 +149,9 @@ def clear_session_cookie(response: web.StreamResponse, name: str, path: str) -> 
 
 
 def finish(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-    """Headers of every page answer: nothing cached (pages show personal data), no
-    framing, no script."""
-    response.headers["Cache-Control"] = "no-store"
+    """Headers of every page answer: no framing, no script. (Nothing cached: pages show
+    personal data, and http/caching.py makes every answer but a few public ones
+    no-store.)"""
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
