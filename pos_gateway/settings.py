@@ -41,6 +41,9 @@ class Settings:
     group_commit_flushers: int = 2
     pin_queue_max: int = 100  # PIN checks waiting per process before requests are shed (91)
     log_level: str = "info"
+    iso_port: int | None = None  # ISO 8583 listener (DESIGN §9); None: none. 0: any free port
+    iso_host: str = "127.0.0.1"  # serve sets it to the HTTP host
+    iso_reuse_port: bool = False  # serve --workers: every worker listens on the ISO port
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -76,6 +79,7 @@ class Settings:
             ),
             pin_queue_max=_int(env, "POS_PIN_QUEUE_MAX", base.pin_queue_max),
             log_level=env.get("POS_LOG_LEVEL", base.log_level).lower(),
+            iso_port=_int(env, "POS_ISO_PORT", 0) or None,
         )
 
 

@@ -125,9 +125,7 @@ class TerminalFrontDoor:
             context = await load_context(
                 self._pool,
                 auth.terminal_id,
-                RequestKey(auth.terminal_id, request.local_date, request.stan)
-                if request
-                else None,
+                RequestKey(auth.terminal_id, request.local_date, request.stan) if request else None,
                 request.pan if request else None,
             )
             keyed = self._verify(auth, context.terminal if context else None)
