@@ -362,7 +362,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cards", type=POSITIVE_INT, default=200, help="cards in the cheap-hash runs (default 200)"
     )
-    p.add_argument("--port", type=POSITIVE_INT, default=18400, help="gateway port (default 18400)")
+    p.add_argument(
+        "--port",
+        type=POSITIVE_INT,
+        default=18400,
+        help="gateway port (default 18400); its ISO 8583 listener takes the next one",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=("json", "iso8583"),
+        default="json",
+        help="transport of the load runs (default json); the cheap-hash run is also "
+        "repeated over the other one, for purchases/s by protocol",
+    )
     p.add_argument(
         "--out-dir", type=Path, default=Path("bench-out"),
         help="where bench.json and bench.png go (default bench-out)",
@@ -626,6 +638,7 @@ async def _bench(args: argparse.Namespace) -> int:
         cards=args.cards,
         port=args.port,
         out_dir=args.out_dir,
+        protocol=args.protocol,
     )
     results = await run_bench(config, say=lambda text: print(f"bench: {text}", flush=True))
     print()

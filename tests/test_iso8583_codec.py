@@ -259,3 +259,24 @@ def test_iso_port_comes_from_pos_iso_port() -> None:
     }
     assert Settings.from_env(env).iso_port is None
     assert Settings.from_env({**env, "POS_ISO_PORT": "18382"}).iso_port == 18382
+
+
+def test_random_bytes_decode_or_raise_decode_error_only() -> None:
+    import random
+
+    rng = random.Random(8583)
+    good = codec.encode(PURCHASE, KEY)
+    outcomes = {"decoded": 0, "refused": 0}
+    for _ in range(3000):
+        raw = bytearray(good)
+        for _ in range(rng.randint(1, 6)):
+            raw[rng.randrange(len(raw))] = rng.randrange(256)
+        tail = rng.choice([b"", bytes(rng.randrange(256) for _ in range(rng.randint(1, 40)))])
+        try:
+            codec.decode(bytes(raw[: rng.randint(0, len(raw))] + tail))
+        except codec.DecodeError:
+            outcomes["refused"] += 1
+        else:
+            outcomes["decoded"] += 1
+    # Any other exception would have ended the loop; both outcomes were exercised.
+    assert outcomes["decoded"] > 0 and outcomes["refused"] > 0, outcomes

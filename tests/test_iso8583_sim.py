@@ -34,9 +34,7 @@ def iso_port(client) -> int:
     return client.server.app[ISO_LISTENER].port
 
 
-async def test_demo_scenario_passes_over_iso(
-    demo: dict[str, Any], client, iso_port: int
-) -> None:
+async def test_demo_scenario_passes_over_iso(demo: dict[str, Any], client, iso_port: int) -> None:
     out = io.StringIO()
     shown: list[str] = []
     results = await run_scenario(

@@ -195,7 +195,7 @@ class _Connection:
     async def serve(self) -> None:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(transport="iso8583", peer=self._peer)
-        self._reading = asyncio.create_task(self._read_loop())
+        self._reading = asyncio.create_task(self._read_guarded())
         try:
             await asyncio.wait({self._reading})
             if self._in_flight:
@@ -208,6 +208,13 @@ class _Connection:
             self._writer.close()
             with contextlib.suppress(Exception):
                 await self._writer.wait_closed()
+
+    async def _read_guarded(self) -> None:
+        try:
+            await self._read_loop()
+        except Exception:
+            # Whatever went wrong ends this connection only, never the listener.
+            log.exception("iso_connection_failed")
 
     async def _read_loop(self) -> None:
         listener = self._listener
