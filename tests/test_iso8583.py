@@ -70,6 +70,11 @@ async def _purchase(terminal: IsoTerminal, card: dict[str, Any], amount: int, **
     )
 
 
+async def _balance(db, card: dict[str, Any]) -> int:
+    sql = "SELECT balance FROM individual_accounts WHERE account_id = $1"
+    return await db.fetchval(sql, card["account_id"])
+
+
 async def _rows(db, terminal_id: str) -> int:
     sql = "SELECT count(*) FROM transactions WHERE terminal_id = $1"
     return await db.fetchval(sql, terminal_id)
@@ -106,12 +111,7 @@ async def test_purchase_approved_then_balance_inquiry(iso: Iso, world: World, db
          "13": fields["13"], "52": pin_block(terminal.config.pin_key, card["pin"], card["pan"])}
     )  # fmt: skip
     assert (balance["39"], balance["54"], "4" in balance) == ("00", "0002156C000000008750", False)
-    assert (
-        await db.fetchval(
-            "SELECT balance FROM individual_accounts WHERE account_id = $1", card["account_id"]
-        )
-        == 8750
-    )
+    assert await _balance(db, card) == 8750
 
 
 async def test_business_declines_over_iso(iso: Iso, world: World) -> None:
@@ -170,12 +170,7 @@ async def test_reversal_and_its_repeat_restore_the_balance_once(iso: Iso, world:
         k: v for k, v in first.items() if k not in ("128", "64")
     }
     assert set(first) >= {"11", "37", "39", "41"}
-    assert (
-        await db.fetchval(
-            "SELECT balance FROM individual_accounts WHERE account_id = $1", card["account_id"]
-        )
-        == 10_000
-    )
+    assert await _balance(db, card) == 10_000
 
 
 async def test_original_after_its_reversal_is_12(iso: Iso, world: World) -> None:
@@ -204,12 +199,7 @@ async def test_repeat_0201_gets_the_stored_answer_and_other_content_94(
     other = await terminal.exchange({**fields, "4": "000000002000"})
     assert first["39"] == "00" and (repeat["t"], repeat["37"]) == ("0210", first["37"])
     assert other["39"] == "94"
-    assert (
-        await db.fetchval(
-            "SELECT balance FROM individual_accounts WHERE account_id = $1", card["account_id"]
-        )
-        == 9_000
-    )
+    assert await _balance(db, card) == 9_000
 
 
 async def test_batch_close_in_balance_out_of_balance_and_wrong_batch(
@@ -424,12 +414,7 @@ async def test_purchase_by_iso_retransmitted_by_json_is_debited_once(
     assert (again.status, again.body.get("response_code"), again.body.get("rrn")) == (
         200, "00", first.body["rrn"],
     )  # fmt: skip
-    assert (
-        await db.fetchval(
-            "SELECT balance FROM individual_accounts WHERE account_id = $1", card["account_id"]
-        )
-        == 8_500
-    )
+    assert await _balance(db, card) == 8_500
 
 
 def _mmdd() -> str:
