@@ -356,14 +356,25 @@ async def test_bad_connection_is_closed_neighbour_unaffected(iso: Iso, case: str
     assert await _neighbour_answers(neighbour)
 
 
-async def test_bad_mac_and_format_error_keep_the_connection_open(iso: Iso, world: World) -> None:
+@pytest.mark.parametrize("case", ["bad_mac", "unknown_terminal", "format_error"])
+async def test_refused_message_is_answered_connection_and_neighbour_go_on(
+    iso: Iso, case: str
+) -> None:
+    neighbour, _ = await iso.new_terminal()
     terminal, http = await iso.new_terminal()
-    connection = terminal.connection
-    bad = encode({"t": "0800", "11": "000777", "41": http.config.terminal_id, "70": "301"},
-                 secrets.token_bytes(32))  # fmt: skip
-    answer, _ = await connection.request(bad, "000777", http.config.terminal_id, 30)
-    assert answer["39"] == "63"
-    assert (await terminal.exchange({"t": "0800", "11": "000778", "70": "999"}))["39"] == "30"
+    terminal_id, key, fields = http.config.terminal_id, http.config.mac_key, {"70": "301"}
+    if case == "bad_mac":
+        key = secrets.token_bytes(32)
+    elif case == "unknown_terminal":
+        terminal_id = "ZZ" + secrets.token_hex(3).upper()
+    else:
+        fields = {"70": "999"}
+    message = encode({"t": "0800", "11": "000777", "41": terminal_id, **fields}, key)
+    answer, raw = await terminal.connection.request(message, "000777", terminal_id, 30)
+    expected = "30" if case == "format_error" else "63"
+    assert answer["39"] == expected
+    assert mac_ok(raw, answer, http.config.mac_key) == (case == "format_error")
+    assert await _neighbour_answers(neighbour)
     assert await _neighbour_answers(terminal)  # the same connection goes on
 
 
