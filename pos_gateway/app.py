@@ -31,16 +31,20 @@ from pos_gateway.http.roles import (
 )
 from pos_gateway.http.state import METRICS, SERVICES, SETTINGS, Services
 from pos_gateway.http.validation import MAX_BODY_BYTES
+from pos_gateway.iso8583.listener import IsoListener
 from pos_gateway.logs import configure_logging
 from pos_gateway.metrics import Metrics
 from pos_gateway.security.keys import KeyWrapper
 from pos_gateway.security.pins import PinHasher
 from pos_gateway.services.admin import AdminService
 from pos_gateway.services.group_commit import GroupCommitter
+from pos_gateway.services.terminal import TerminalFrontDoor
 from pos_gateway.services.transactions import TransactionService
 from pos_gateway.settings import Settings
 from pos_gateway.store.database import open_database
 from pos_gateway.web import setup_pages
+
+ISO_LISTENER = web.AppKey("iso_listener", IsoListener)
 
 
 def business_today(settings: Settings):
@@ -64,20 +68,22 @@ def build_services(
     hasher = PinHasher(settings.secrets.pin_pepper, settings.argon2)
     wrapper = KeyWrapper(settings.secrets.master_key)
     today = business_today(settings)
+    transactions = TransactionService(
+        pool,
+        hasher,
+        executor,
+        metrics,
+        today,
+        settings.max_amount_fen,
+        group_commit,
+        settings.pin_queue_max,
+    )
     return Services(
         pool=pool,
-        transactions=TransactionService(
-            pool,
-            hasher,
-            executor,
-            metrics,
-            today,
-            settings.max_amount_fen,
-            group_commit,
-            settings.pin_queue_max,
-        ),
+        transactions=transactions,
         admin=AdminService(pool, hasher, executor, wrapper, today),
         key_wrapper=wrapper,
+        terminal=TerminalFrontDoor(pool, wrapper, transactions, metrics),
     )
 
 
@@ -119,6 +125,22 @@ async def _insurance_resources(app: web.Application) -> AsyncIterator[None]:
         executor.shutdown(wait=True, cancel_futures=True)
 
 
+async def _iso_listener(app: web.Application) -> AsyncIterator[None]:
+    """The ISO 8583 listener (DESIGN §9) when settings.iso_port is set; closed before the
+    pool, so requests in flight are answered first."""
+    settings = app[SETTINGS]
+    if settings.iso_port is None:
+        yield
+        return
+    listener = IsoListener(app[SERVICES].terminal, business_today(settings))
+    await listener.start(settings.iso_host, settings.iso_port, reuse_port=settings.iso_reuse_port)
+    app[ISO_LISTENER] = listener
+    try:
+        yield
+    finally:
+        await listener.close()
+
+
 def create_app(settings: Settings) -> web.Application:
     """The gateway application; its resources open on start-up and close on clean-up."""
     if not structlog.is_configured():
@@ -131,6 +153,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_resources)
     app.cleanup_ctx.append(_insurance_resources)
+    app.cleanup_ctx.append(_iso_listener)
     app.router.add_post("/v1/transactions", terminal.post_transaction)
     app.router.add_post("/v1/batches/close", terminal.post_batch_close)
     app.router.add_get("/v1/batches/open", terminal.get_open_batch)

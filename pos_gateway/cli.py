@@ -9,6 +9,7 @@ import json
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
@@ -45,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="gateway processes sharing the port (SO_REUSEPORT); the gateway is stateless, "
         "so N processes use N cores (default 1)",
+    )
+    serve.add_argument(
+        "--iso-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="also listen for ISO 8583 terminals (DESIGN §9) on this port, same host "
+        "(default: POS_ISO_PORT; unset: no ISO listener)",
     )
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
@@ -136,8 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.workers < 1:
             print("pos-gateway: --workers must be at least 1", file=sys.stderr)
             return 2
+        iso_port = args.iso_port if args.iso_port is not None else settings.iso_port
         if args.workers > 1:
-            return _serve_workers(args.host, args.port, args.workers)
+            return _serve_workers(args.host, args.port, args.workers, iso_port)
+        settings = replace(
+            settings, iso_port=iso_port, iso_host=args.host, iso_reuse_port=args.reuse_port
+        )
         return _serve(settings, args.host, args.port, reuse_port=args.reuse_port)
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
@@ -159,7 +172,13 @@ def _serve(settings: Settings, host: str, port: int, *, reuse_port: bool = False
 
     from pos_gateway.app import create_app
 
-    log.info("gateway_starting", host=host, port=port, embedded=settings.database_url is None)
+    log.info(
+        "gateway_starting",
+        host=host,
+        port=port,
+        iso_port=settings.iso_port,
+        embedded=settings.database_url is None,
+    )
     try:
         web.run_app(
             create_app(settings),
@@ -183,7 +202,7 @@ def _serve(settings: Settings, host: str, port: int, *, reuse_port: bool = False
     return 0
 
 
-def _serve_workers(host: str, port: int, workers: int) -> int:
+def _serve_workers(host: str, port: int, workers: int, iso_port: int | None = None) -> int:
     """Supervise `workers` gateway processes on one port; stop them all on SIGTERM/SIGINT
     or when one of them dies."""
     import signal
@@ -191,6 +210,8 @@ def _serve_workers(host: str, port: int, workers: int) -> int:
     import time
 
     command = [sys.executable, "-m", "pos_gateway", "serve", "--host", host, "--port", str(port)]
+    if iso_port is not None:
+        command += ["--iso-port", str(iso_port)]
     children = [subprocess.Popen([*command, "--reuse-port"]) for _ in range(workers)]  # noqa: S603
     stopping = False
 

@@ -149,9 +149,13 @@ VARIABLES: tuple[Variable, ...] = (
              "1: behind a TLS proxy that sets it, X-Forwarded-Proto: https marks the pages' "
              "session cookies Secure; 0: only a TLS connection does",
              "trust_forwarded_proto", shown_default="0"),
+    Variable("POS_ISO_PORT", _positive_int, None,
+             "port of the ISO 8583 listener (serve --iso-port); unset: none", "iso_port"),
     Variable("POS_SCHEMA_DIR", _path, None,
              "directory of the SQL migrations (default: schema/ of the package)"),
     Variable("POS_DEMO_PORT", _positive_int, 8080, "port of `make demo` (scripts/demo.sh)"),
+    Variable("POS_DEMO_ISO_PORT", _positive_int, None,
+             "ISO 8583 port of `make demo` (default: POS_DEMO_PORT + 1)"),
     Variable("POS_TEST_DATABASE_URL", _text, None,
              "tests only: PostgreSQL server to create the test database on "
              "(default: an embedded one)"),
@@ -209,6 +213,9 @@ class Settings:
     # Pages: believe X-Forwarded-Proto (set only behind a TLS proxy that sets it) for the
     # cookie's Secure flag.
     trust_forwarded_proto: bool = _default("POS_TRUST_FORWARDED_PROTO")
+    iso_port: int | None = None  # ISO 8583 listener (DESIGN §9); None: none. 0: any free port
+    iso_host: str = "127.0.0.1"  # serve sets it to the HTTP host
+    iso_reuse_port: bool = False  # serve --workers: every worker listens on the ISO port
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

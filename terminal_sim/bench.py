@@ -59,8 +59,9 @@ class BenchConfig:
     terminals: int = 32
     workers: int = 1
     cards: int = 200
-    port: int = 18400
+    port: int = 18400  # HTTP; the ISO 8583 listener takes the next port
     out_dir: Path = Path("bench-out")
+    protocol: str = "json"  # of every load run; the cheap-hash phase also runs the other
 
 
 def _argon2_env(params: dict[str, int]) -> dict[str, str]:
@@ -80,8 +81,9 @@ class Gateway:
         self.url = f"http://127.0.0.1:{port}"
         self._command = [
             sys.executable, "-m", "pos_gateway", "serve", "--port", str(port),
-            "--workers", str(workers),
+            "--workers", str(workers), "--iso-port", str(port + 1),
         ]  # fmt: skip
+        self.iso = ("127.0.0.1", port + 1)
         self._env = {**os.environ, "POS_DATA_DIR": str(data_dir), "POS_LOG_LEVEL": "warning"}
         self._env.pop("POS_DATABASE_URL", None)
         self._env.update(env)
@@ -250,10 +252,16 @@ def run_pgbench(data_dir: Path, clients: int, seconds: float) -> dict[str, Any]:
 
 
 async def _load(
-    url: str, world: dict[str, Any], config: BenchConfig, rate: float | None = None
+    gateway: Gateway,
+    world: dict[str, Any],
+    config: BenchConfig,
+    rate: float | None = None,
+    protocol: str | None = None,
 ) -> dict[str, Any]:
+    protocol = protocol or config.protocol
     load = LoadConfig(
-        url=url,
+        url=gateway.url,
+        iso=gateway.iso if protocol == "iso8583" else None,
         terminals=config.terminals,
         duration_s=config.duration_s,
         rate=rate,
@@ -296,6 +304,7 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
             "duration_s": config.duration_s,
             "terminals": config.terminals,
             "gateway_workers": config.workers,
+            "protocol": config.protocol,
             "production_argon2": PRODUCTION_ARGON2,
             "cheap_argon2": CHEAP_ARGON2,
         },
@@ -316,7 +325,7 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
             world = await build_world(
                 gateway.url, secrets_env["POS_ADMIN_TOKEN"], config.terminals, 20
             )
-            pin_bound = _phase(await _load(gateway.url, world, config))
+            pin_bound = _phase(await _load(gateway, world, config))
             pin_rss = gateway.worker_peak_rss()
         finally:
             gateway.stop()
@@ -332,16 +341,23 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
             world = await build_world(
                 gateway.url, secrets_env["POS_ADMIN_TOKEN"], config.terminals, config.cards
             )
-            db_bound = _phase(await _load(gateway.url, world, config))
+            db_bound = _phase(await _load(gateway, world, config))
+            other = "json" if config.protocol == "iso8583" else "iso8583"
+            say(f"the same over {other} ...")
+            other_bound = _phase(await _load(gateway, world, config, protocol=other))
             half = max(db_bound["purchases_per_s"] / 2, 1.0)
             say(f"open model at half that rate ({half:.0f}/s) ...")
-            at_half = _phase(await _load(gateway.url, world, config, rate=half))
+            at_half = _phase(await _load(gateway, world, config, rate=half))
             say(f"pgbench TPC-B, {config.terminals} clients ...")
             pgbench = run_pgbench(data, config.terminals, config.duration_s)
             db_rss = gateway.worker_peak_rss()
         finally:
             gateway.stop()
         results["db_bound"] = db_bound
+        results["cheap_hash_purchases_per_s_by_protocol"] = {
+            config.protocol: db_bound["purchases_per_s"],
+            other: other_bound["purchases_per_s"],
+        }
         results["latency_at_half_rate"] = at_half
         results["pgbench"] = pgbench
         peaks = {**pin_rss, **db_rss}
@@ -414,6 +430,8 @@ def render_summary(results: dict[str, Any]) -> str:
         ("DB-bound: purchases/s, cheap hash", f"{db['purchases_per_s']:.1f}"),
         ("  pgbench TPC-B tps, same server and clients", f"{results['pgbench']['tps']:.1f}"),
         ("  ratio (target >= 1.5)", f"{ratios['db_bound']:.3f}"),
+        *((f"  cheap hash over {name}: purchases/s", f"{rate:.1f}")
+          for name, rate in results["cheap_hash_purchases_per_s_by_protocol"].items()),
         (f"latency at {half['rate']:.0f}/s (half max), open model: p50",
          f"{half['latency_us']['p50'] / 1000:.2f} ms"),
         ("  p99", f"{half['latency_us']['p99'] / 1000:.2f} ms"),

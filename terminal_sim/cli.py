@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from rich.console import Console
 
 from terminal_sim.client import Answer, Terminal, TerminalConfig, wait_healthy
 from terminal_sim.demo import DemoLookupError, DemoWorld
+from terminal_sim.iso import ECHO, SIGN_OFF, SIGN_ON, IsoConnection, IsoTerminal, describe_fields
 from terminal_sim.load import DEFAULT_MIX, LoadConfig, LoadError, parse_mix, run_load
 from terminal_sim.protocol import (
     format_amount,
@@ -27,6 +30,7 @@ from terminal_sim.scenario import ScenarioError, describe_request, load_scenario
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 # Command name -> protocol type, for the commands that send one transaction.
+NETWORK_COMMANDS = {"sign-on": SIGN_ON, "sign-off": SIGN_OFF, "echo": ECHO}
 TRANSACTION_COMMANDS = {
     "purchase": "purchase",
     "balance": "balance_inquiry",
@@ -78,7 +82,31 @@ POSITIVE_FLOAT = _argument_type(_positive_float, "positive number")
 MIX = _argument_type(parse_mix, "mix")
 
 
-def _terminal_args(parser: argparse.ArgumentParser, *, stan: bool = True) -> None:
+def _protocol_args(parser: argparse.ArgumentParser, *, iso_only: bool = False) -> None:
+    group = parser.add_argument_group(
+        "protocol",
+        "ISO 8583 (DESIGN §9) goes to the host of --url on the port of the gateway's "
+        "`serve --iso-port`",
+    )
+    if not iso_only:
+        group.add_argument(
+            "--protocol",
+            choices=("json", "iso8583"),
+            default="json",
+            help="JSON over HTTP (default) or ISO 8583 over TCP (needs --iso-port)",
+        )
+    group.add_argument("--iso-port", type=POSITIVE_INT, metavar="PORT", help="ISO 8583 port")
+    group.add_argument(
+        "--show-fields",
+        action="store_true",
+        help="print each ISO 8583 message's fields (PAN masked, PIN block and MAC elided)",
+    )
+
+
+def _terminal_args(
+    parser: argparse.ArgumentParser, *, stan: bool = True, iso_only: bool = False
+) -> None:
+    _protocol_args(parser, iso_only=iso_only)
     group = parser.add_argument_group(
         "terminal", "which terminal sends: --demo FILE --terminal ID, or --terminal-id with keys"
     )
@@ -236,6 +264,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="approved refunds: count and total in CNY, e.g. 1:5.00 (default 0:0)",
     )
 
+    for name, what in (("sign-on", "sign on (0800, 001): the answer names the open batch"),
+                       ("sign-off", "sign off (0800, 002)"),
+                       ("echo", "echo test (0800, 301): is the ISO 8583 link up")):  # fmt: skip
+        p = sub.add_parser(
+            name,
+            help=f"ISO 8583 {what}",
+            description=f"ISO 8583 network management: {what}. Needs --iso-port.",
+        )
+        _terminal_args(p, stan=False, iso_only=True)
+
     p = sub.add_parser(
         "load",
         help="load test: N terminals for S seconds; latency, throughput, codes",
@@ -296,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no live progress line")
     p.add_argument("--seed", type=int, help="seed for the choice of types and cards")
+    _protocol_args(p)
 
     p = sub.add_parser(
         "scenario",
@@ -303,11 +342,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a scripted scenario: steps with expected response codes and "
         "balances. Exit status 1 on any mismatch.",
     )
-    p.add_argument("file", type=Path, help="scenario TOML file (see scenarios/demo.toml)")
+    p.add_argument(
+        "file",
+        type=Path,
+        help="scenario TOML file (format: docs/scenarios.md, scenarios/demo.toml)",
+    )
     p.add_argument("--url", default=DEFAULT_URL, help=f"gateway URL (default {DEFAULT_URL})")
     p.add_argument(
         "--demo", type=Path, required=True, help="demo JSON written by `pos-gateway demo-data`"
     )
+    _protocol_args(p)
 
     p = sub.add_parser(
         "bench",
@@ -337,7 +381,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cards", type=POSITIVE_INT, default=200, help="cards in the cheap-hash runs (default 200)"
     )
-    p.add_argument("--port", type=POSITIVE_INT, default=18400, help="gateway port (default 18400)")
+    p.add_argument(
+        "--port",
+        type=POSITIVE_INT,
+        default=18400,
+        help="gateway port (default 18400); its ISO 8583 listener takes the next one",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=("json", "iso8583"),
+        default="json",
+        help="transport of the load runs (default json); the cheap-hash run is also "
+        "repeated over the other one, for purchases/s by protocol",
+    )
     p.add_argument(
         "--out-dir", type=Path, default=Path("bench-out"),
         help="where bench.json and bench.png go (default bench-out)",
@@ -368,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_close_batch(args))
         if args.command == "bench":
             return asyncio.run(_bench(args))
+        if args.command in NETWORK_COMMANDS:
+            return asyncio.run(_network(args))
         return asyncio.run(_single(args))
     except TimeoutError:
         print("terminal-sim: no answer from the gateway in time", file=sys.stderr)
@@ -433,12 +491,58 @@ def _transaction_fields(args: argparse.Namespace, world: DemoWorld | None) -> di
     return fields
 
 
+def iso_address(args: argparse.Namespace) -> tuple[str, int] | None:
+    """(host, port) of the ISO 8583 listener when the command speaks it, else None."""
+    if getattr(args, "protocol", "iso8583") != "iso8583":
+        return None
+    if not args.iso_port:
+        raise ValueError("ISO 8583 needs --iso-port PORT (the gateway's serve --iso-port)")
+    return urlsplit(args.url).hostname or "127.0.0.1", args.iso_port
+
+
+def _show(args: argparse.Namespace) -> Callable[[str], None] | None:
+    return (lambda text: print(text, flush=True)) if getattr(args, "show_fields", False) else None
+
+
+@contextlib.asynccontextmanager
+async def _open_terminal(
+    args: argparse.Namespace, config: TerminalConfig
+) -> AsyncIterator[Terminal | IsoTerminal]:
+    """The terminal over the protocol the command asked for."""
+    address = iso_address(args)
+    if address is not None:
+        terminal = IsoTerminal(IsoConnection(*address), config, show=_show(args))
+        try:
+            yield terminal
+        finally:
+            await terminal.close()
+        return
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield Terminal(session, args.url, config)
+
+
+async def _network(args: argparse.Namespace) -> int:
+    world = DemoWorld.load(args.demo) if args.demo else None
+    config = _resolve_terminal(args, world)
+    async with _open_terminal(args, config) as terminal:
+        assert isinstance(terminal, IsoTerminal)
+        answer = await terminal.network(NETWORK_COMMANDS[args.command])
+    code = answer.get("39", "")
+    if args.json:
+        print(json.dumps({k: v for k, v in answer.items() if k not in ("64", "128")}))
+    elif not args.show_fields:
+        print(describe_fields(answer))
+    ok = code == "00" and "mac" not in answer
+    if "mac" in answer:
+        print("terminal-sim: the answer's MAC is wrong or missing", file=sys.stderr)
+    return 0 if ok else 1
+
+
 async def _single(args: argparse.Namespace) -> int:
     world = DemoWorld.load(args.demo) if args.demo else None
     config = _resolve_terminal(args, world)
     fields = _transaction_fields(args, world)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        terminal = Terminal(session, args.url, config)
+    async with _open_terminal(args, config) as terminal:
         body, answer = await terminal.transact(TRANSACTION_COMMANDS[args.command], **fields)
     if args.json:
         print(json.dumps(answer.body))
@@ -488,8 +592,7 @@ def render_batch_close(answer: Answer) -> str:
 async def _close_batch(args: argparse.Namespace) -> int:
     world = DemoWorld.load(args.demo) if args.demo else None
     config = _resolve_terminal(args, world)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        terminal = Terminal(session, args.url, config)
+    async with _open_terminal(args, config) as terminal:
         batch_no = args.batch_no
         if batch_no is None:
             open_batch = await terminal.open_batch()
@@ -520,6 +623,7 @@ async def _load(args: argparse.Namespace) -> int:
         amount_fen=args.amount,
         timeout_s=args.timeout,
         seed=args.seed,
+        iso=iso_address(args),
     )
     console = Console()
     report = await run_load(config, world, progress=sys.stdout.isatty() and not args.quiet)
@@ -532,7 +636,7 @@ async def _load(args: argparse.Namespace) -> int:
 async def _scenario(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.file)
     world = DemoWorld.load(args.demo)
-    results = await run_scenario(scenario, world, args.url)
+    results = await run_scenario(scenario, world, args.url, iso=iso_address(args), show=_show(args))
     return 0 if all(r.ok for r in results) else 1
 
 
@@ -553,6 +657,7 @@ async def _bench(args: argparse.Namespace) -> int:
         cards=args.cards,
         port=args.port,
         out_dir=args.out_dir,
+        protocol=args.protocol,
     )
     results = await run_bench(config, say=lambda text: print(f"bench: {text}", flush=True))
     print()

@@ -49,6 +49,34 @@ class Answer:
         return self.body.get("response_code")
 
 
+def build_transaction_body(
+    config: TerminalConfig,
+    stans: StanCounter,
+    txn_type: str,
+    *,
+    pan: str | None = None,
+    pin: str | None = None,
+    amount: int | None = None,
+    stan: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A transaction in the JSON protocol's shape (the ISO terminal translates it)."""
+    body: dict[str, Any] = {
+        "type": txn_type,
+        "stan": stan or stans.next(),
+        "local_time": local_time(),
+    }
+    if pan is not None:
+        body["pan"] = pan
+    if pin is not None and pan is not None:
+        body["pin_block"] = pin_block(config.pin_key, pin, pan)
+    if amount is not None:
+        body["amount"] = amount
+        body["currency"] = "CNY"
+    body.update(extra)
+    return body
+
+
 class Terminal:
     def __init__(
         self,
@@ -62,30 +90,8 @@ class Terminal:
         self.config = config
         self.stans = stans or StanCounter()
 
-    def transaction_body(
-        self,
-        txn_type: str,
-        *,
-        pan: str | None = None,
-        pin: str | None = None,
-        amount: int | None = None,
-        stan: str | None = None,
-        **extra: Any,
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "type": txn_type,
-            "stan": stan or self.stans.next(),
-            "local_time": local_time(),
-        }
-        if pan is not None:
-            body["pan"] = pan
-        if pin is not None and pan is not None:
-            body["pin_block"] = pin_block(self.config.pin_key, pin, pan)
-        if amount is not None:
-            body["amount"] = amount
-            body["currency"] = "CNY"
-        body.update(extra)
-        return body
+    def transaction_body(self, txn_type: str, **fields: Any) -> dict[str, Any]:
+        return build_transaction_body(self.config, self.stans, txn_type, **fields)
 
     async def send(self, path: str, payload: dict[str, Any] | bytes) -> Answer:
         """POST a signed JSON body (bytes are sent as they are: a retransmission)."""

@@ -29,6 +29,7 @@ import aiohttp
 
 from terminal_sim.client import TRANSACTIONS_PATH, Answer, Terminal, TerminalConfig
 from terminal_sim.demo import DemoWorld
+from terminal_sim.iso import IsoConnection, IsoConnectionLost, IsoTerminal
 from terminal_sim.protocol import STAN_LAST, StanCounter, encode_body, pin_block
 from terminal_sim.report import LoadStats, Progress, build_report
 
@@ -144,6 +145,7 @@ class LoadConfig:
     amount_fen: int = 100
     timeout_s: float = 5.0
     seed: int | None = None
+    iso: tuple[str, int] | None = None  # (host, port): ISO 8583 instead of JSON over HTTP
 
     def __post_init__(self) -> None:
         if not 0 < self.duration_s <= MAX_DURATION_S:
@@ -170,6 +172,7 @@ class LoadConfig:
             "mix": self.mix,
             "amount_fen": self.amount_fen,
             "timeout_s": self.timeout_s,
+            "protocol": "iso8583" if self.iso else "json",
         }
 
 
@@ -185,6 +188,8 @@ class LoadTerminal:
         plan: SimulatedTerminal,
         session: aiohttp.ClientSession,
         url: str,
+        iso: tuple[str, int] | None = None,
+        timeout_s: float = 5.0,
     ) -> None:
         self.plan = plan
         # Random start within the slice, wrapping inside it: a second run on the same day
@@ -192,7 +197,13 @@ class LoadTerminal:
         # the seeded generator: two runs with one --seed must not replay the same STANs.
         start = plan.first_stan + secrets.randbelow(plan.stan_count)
         stans = StanCounter(start, first=plan.first_stan, last=plan.last_stan)
-        self.terminal = Terminal(session, url, plan.config, stans)
+        # Over ISO 8583 each simulated terminal keeps one connection, pipelining on it in
+        # the open model, as a terminal does.
+        self.terminal: Terminal | IsoTerminal = (
+            IsoTerminal(IsoConnection(*iso), plan.config, stans, timeout_s=timeout_s)
+            if iso
+            else Terminal(session, url, plan.config, stans)
+        )
         self.issued = 0
 
     def next_stan(self) -> str:
@@ -220,7 +231,7 @@ class LoadRun:
         if not self._cards:
             raise LoadError("the demo file has no active card")
         self._sims = [
-            LoadTerminal(plan, session, config.url)
+            LoadTerminal(plan, session, config.url, config.iso, config.timeout_s)
             for plan in plan_terminals(entries, config.terminals)
         ]
         self._types = list(config.mix)
@@ -241,6 +252,9 @@ class LoadRun:
         elapsed = time.perf_counter() - start
         while self._reversals:
             await asyncio.gather(*list(self._reversals))
+        for sim in self._sims:
+            if isinstance(sim.terminal, IsoTerminal):
+                await sim.terminal.close()
         return elapsed
 
     async def _closed_terminal(self, sim: LoadTerminal, end: float) -> None:
@@ -313,12 +327,12 @@ class LoadRun:
             self.stats.error(txn_type, "timeout")
             self._reverse_later(sim, txn_type, body)
             return "timeout"
-        except aiohttp.ServerDisconnectedError:
+        except (aiohttp.ServerDisconnectedError, IsoConnectionLost):
             # The request may have been processed: its answer is lost, as on a timeout.
             self.stats.error(txn_type, "connection")
             self._reverse_later(sim, txn_type, body)
             return "connection"
-        except aiohttp.ClientError:
+        except (aiohttp.ClientError, OSError):
             self.stats.error(txn_type, "connection")
             return "connection"
         self.stats.answer(
@@ -364,7 +378,7 @@ class LoadRun:
             except TimeoutError:
                 kind = "timeout"
                 continue
-            except aiohttp.ClientError:
+            except (aiohttp.ClientError, OSError):
                 kind = "connection"
                 await asyncio.sleep(CONNECTION_BACKOFF_S)
                 continue

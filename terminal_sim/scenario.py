@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import sys
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -37,6 +38,7 @@ import aiohttp
 
 from terminal_sim.client import Answer, Terminal, TerminalConfig
 from terminal_sim.demo import DemoWorld
+from terminal_sim.iso import IsoConnection, IsoTerminal
 from terminal_sim.protocol import (
     StanCounter,
     format_amount,
@@ -121,21 +123,34 @@ def describe_request(body: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Run:
-    def __init__(self, session: aiohttp.ClientSession, world: DemoWorld, base_url: str) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        world: DemoWorld,
+        base_url: str,
+        iso: tuple[str, int] | None = None,
+        show: Callable[[str], None] | None = None,
+    ) -> None:
         self.session = session
         self.world = world
         self.base_url = base_url.rstrip("/")
-        self.terminals: dict[str, Terminal] = {}
+        self.iso = iso
+        self.show = show
+        self.terminals: dict[str, Terminal | IsoTerminal] = {}
         self.totals: dict[str, BatchTotals] = {}
         self.balances: dict[str, int] = {}
         self.saved: dict[str, dict[str, Any]] = {}
 
-    def terminal(self, name: str) -> Terminal:
+    def terminal(self, name: str) -> Terminal | IsoTerminal:
         entry = self.world.terminal(name)
         tid = entry["terminal_id"]
         if tid not in self.terminals:
             config = TerminalConfig.from_demo(entry)
-            self.terminals[tid] = Terminal(self.session, self.base_url, config, StanCounter())
+            self.terminals[tid] = (
+                IsoTerminal(IsoConnection(*self.iso), config, StanCounter(), show=self.show)
+                if self.iso
+                else Terminal(self.session, self.base_url, config, StanCounter())
+            )
             self.totals[tid] = BatchTotals()
         return self.terminals[tid]
 
@@ -169,7 +184,7 @@ class _Run:
         return body, answer
 
     def _count(
-        self, terminal: Terminal, txn_type: str, answer: Answer, original: dict | None
+        self, terminal: Terminal | IsoTerminal, txn_type: str, answer: Answer, original: dict | None
     ) -> None:
         if answer.body.get("response_code") != "00":
             return
@@ -191,45 +206,71 @@ class _Run:
             totals.refunds[0] -= len(refunds)
             totals.refunds[1] -= sum(refunds)
 
-    async def _close_batch(self, terminal: Terminal) -> tuple[dict[str, Any], Answer]:
+    async def _close_batch(self, terminal: Terminal | IsoTerminal) -> tuple[dict[str, Any], Answer]:
         tid = terminal.config.terminal_id
         opened = await terminal.open_batch()
         if opened.status != 200 or not isinstance(opened.body.get("batch_no"), int):
             # Refused (401 unknown terminal or wrong key, 403 disabled...): that answer is
             # the step's outcome, printed and counted as failed like any other.
             return {}, opened
-        body = {"batch_no": opened.body["batch_no"], **self.totals[tid].as_request()}
-        answer = await terminal.send("/v1/batches/close", body)
+        totals = self.totals[tid].as_request()
+        body, answer = await terminal.close_batch(
+            opened.body["batch_no"], totals["purchases"], totals["refunds"]
+        )
         if answer.status == 200:
             self.totals[tid] = BatchTotals()
         return body, answer
 
 
 async def run_scenario(
-    scenario: dict[str, Any], world: DemoWorld, base_url: str, out: TextIO = sys.stdout
+    scenario: dict[str, Any],
+    world: DemoWorld,
+    base_url: str,
+    out: TextIO = sys.stdout,
+    *,
+    iso: tuple[str, int] | None = None,
+    show: Callable[[str], None] | None = None,
 ) -> list[StepResult]:
+    """Run the steps in order; with `iso` = (host, port), over ISO 8583 instead of JSON."""
     results: list[StepResult] = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        run = _Run(session, world, base_url)
-        print(f"Scenario: {scenario.get('name', 'unnamed')}", file=out)
-        for number, step in enumerate(scenario["step"], 1):
-            body, answer = await run.step(step)
-            card = world.card(step["card"]) if "card" in step else None
-            title = step.get("title", step["type"])
-            tid = run.terminal(step["terminal"]).config.terminal_id
-            print(f"\n[{number}] {title}  (terminal {tid})", file=out)
-            print(f"  -> {describe_request(body)}", file=out)
-            print(f"  <- HTTP {answer.status} {answer.body}", file=out)
-            problems = _check(step, answer, card, run.balances)
-            if card is not None and "balance" in answer.body:
-                run.balances[card["pan"]] = answer.body["balance"]
-            verdict = "ok" if not problems else "MISMATCH: " + "; ".join(problems)
-            print(f"  {verdict}", file=out)
-            results.append(StepResult(title, not problems, tuple(problems), answer))
+        run = _Run(session, world, base_url, iso, show)
+        transport = f"ISO 8583 at {iso[0]}:{iso[1]}" if iso else f"JSON at {base_url}"
+        print(f"Scenario: {scenario.get('name', 'unnamed')} ({transport})", file=out)
+        try:
+            await _steps(run, scenario, world, results, out)
+        finally:
+            for terminal in run.terminals.values():
+                if isinstance(terminal, IsoTerminal):
+                    await terminal.close()
     passed = sum(r.ok for r in results)
     # Not "N passed, N failed": CI would read that line as a test runner's summary.
     print(f"\nscenario: {passed} of {len(results)} steps as expected", file=out)
     return results
+
+
+async def _steps(
+    run: _Run,
+    scenario: dict[str, Any],
+    world: DemoWorld,
+    results: list[StepResult],
+    out: TextIO,
+) -> None:
+    for number, step in enumerate(scenario["step"], 1):
+        body, answer = await run.step(step)
+        card = world.card(step["card"]) if "card" in step else None
+        title = step.get("title", step["type"])
+        tid = run.terminal(step["terminal"]).config.terminal_id
+        print(f"\n[{number}] {title}  (terminal {tid})", file=out)
+        print(f"  -> {describe_request(body)}", file=out)
+        how = "ISO 8583" if run.iso else f"HTTP {answer.status}"
+        print(f"  <- {how} {answer.body}", file=out)
+        problems = _check(step, answer, card, run.balances)
+        if card is not None and "balance" in answer.body:
+            run.balances[card["pan"]] = answer.body["balance"]
+        verdict = "ok" if not problems else "MISMATCH: " + "; ".join(problems)
+        print(f"  {verdict}", file=out)
+        results.append(StepResult(title, not problems, tuple(problems), answer))
 
 
 def _signed_amount(text: str) -> int:

@@ -116,3 +116,9 @@ def test_a_malformed_variable_is_a_config_error_naming_it(
 ) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({**SECRETS_ENV, "POS_DATA_DIR": str(tmp_path), name: value})
+
+
+def test_iso_port_comes_from_pos_iso_port() -> None:
+    env = {"POS_DATABASE_URL": "postgresql://127.0.0.1/none", **SECRETS_ENV}
+    assert Settings.from_env(env).iso_port is None
+    assert Settings.from_env({**env, "POS_ISO_PORT": "18382"}).iso_port == 18382

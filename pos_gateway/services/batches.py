@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -9,6 +10,11 @@ import asyncpg
 
 from pos_gateway.errors import Conflict
 from pos_gateway.store import batches as store
+
+
+def figures_digest(batch_no: int, figures: dict[str, Any]) -> bytes:
+    """Identifies a close by its batch number and figures, whichever transport sent it."""
+    return hashlib.sha256(json.dumps([batch_no, figures], sort_keys=True).encode()).digest()
 
 
 def _figures(count: int, amount: int) -> dict[str, int]:
