@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -10,7 +11,12 @@ from dataclasses import dataclass
 import asyncpg
 
 from pos_gateway.settings import Settings
-from pos_gateway.store.embedded import ensure_database, start_embedded, stop_embedded
+from pos_gateway.store.embedded import (
+    ensure_database,
+    start_embedded,
+    stop_embedded,
+    supervise_embedded,
+)
 from pos_gateway.store.migrations import apply_migrations
 
 # What "the database cannot be reached" looks like from asyncpg: answered 91, fast.
@@ -63,9 +69,15 @@ async def open_database(settings: Settings, *, migrate: bool = True) -> AsyncIte
             server_settings={"application_name": "pos-gateway"},
             reset=_keep_session,
         )
+        # The embedded server is ours to keep up: restarted after a crash while we run.
+        supervisor = asyncio.create_task(supervise_embedded(server)) if server is not None else None
         try:
             yield Database(pool=pool, dsn=dsn)
         finally:
+            if supervisor is not None:
+                supervisor.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await supervisor
             await pool.close()
     finally:
         if server is not None:
