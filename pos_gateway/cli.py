@@ -36,6 +36,9 @@ environment:
   POS_PIN_THREADS    threads verifying PINs (default: CPU count)
   POS_PIN_QUEUE_MAX  PIN checks waiting per process before new requests get 91 at
                      once, unrecorded (default 100)
+  POS_REQUEST_DEADLINE_S
+                     seconds a terminal request may take; past them the answer is
+                     91 and the work is rolled back (default 3)
   POS_LOG_LEVEL      debug | info | warning | error (default info)
 """
 

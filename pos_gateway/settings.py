@@ -40,6 +40,7 @@ class Settings:
     group_commit_max_batch: int = 256  # 1 turns group commit off: one commit per request
     group_commit_flushers: int = 2
     pin_queue_max: int = 100  # PIN checks waiting per process before requests are shed (91)
+    request_deadline_s: float = 3.0  # a terminal request unanswered by then gets 91
     log_level: str = "info"
 
     @classmethod
@@ -75,6 +76,7 @@ class Settings:
                 env, "POS_GROUP_COMMIT_FLUSHERS", base.group_commit_flushers
             ),
             pin_queue_max=_int(env, "POS_PIN_QUEUE_MAX", base.pin_queue_max),
+            request_deadline_s=_float(env, "POS_REQUEST_DEADLINE_S", base.request_deadline_s),
             log_level=env.get("POS_LOG_LEVEL", base.log_level).lower(),
         )
 
@@ -94,6 +96,19 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
     if value <= 0:
         raise ConfigError(f"{name} must be positive")
+    return value
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not 0 < value < 3600:
+        raise ConfigError(f"{name} must be positive seconds (below 3600)")
     return value
 
 

@@ -21,6 +21,7 @@ from pos_gateway.http.validation import (
 from pos_gateway.security.keys import KeyUnwrapError
 from pos_gateway.security.signing import signature_valid, timestamp_fresh
 from pos_gateway.services.batches import close_batch
+from pos_gateway.services.deadline import DeadlineExceeded, within_deadline
 from pos_gateway.services.transactions import (
     Overloaded,
     Terminal,
@@ -103,34 +104,33 @@ def verify_terminal(
 
 
 async def post_transaction(request: web.Request) -> web.Response:
-    """POST /v1/transactions: authenticate, validate, process, answer."""
+    """POST /v1/transactions: authenticate, validate, process, answer (within the deadline)."""
     started = time.perf_counter()
     metrics = request.app[METRICS]
-    services = request.app[SERVICES]
     body = await read_body(request)
     txn_type, stan, pan = "unknown", None, None
     try:
         headers = _check_headers(request)
-        terminal_id = headers[0]
         try:
             txn: TransactionRequest | None = parse_transaction(body)
             malformed = None
         except BadRequest as exc:
             txn, malformed = None, exc
-        # One read for terminal, stored answer and card; nothing is decided on it before
-        # the signature is verified, and a malformed body is reported only after that.
-        context = await load_context(
-            services.pool,
-            terminal_id,
-            RequestKey(terminal_id, txn.local_date, txn.stan) if txn else None,
-            txn.pan if txn else None,
+        if txn is not None:
+            # Bound before the work starts, so its log lines carry them too (the work runs
+            # as a task of its own). A 401 or 400 raised inside answers no business fields.
+            txn_type, stan, pan = txn.txn_type, txn.stan, txn.pan
+            structlog.contextvars.bind_contextvars(stan=stan, type=txn_type)
+        answer = await within_deadline(
+            _authenticate_and_process(request, body, headers, txn, malformed),
+            request.app[SETTINGS].request_deadline_s,
         )
-        terminal = verify_terminal(request, body, headers, context.terminal if context else None)
-        if txn is None:
-            raise malformed
-        txn_type, stan, pan = txn.txn_type, txn.stan, txn.pan
-        structlog.contextvars.bind_contextvars(stan=stan, type=txn_type)
-        answer = await services.transactions.process(terminal, txn, context)
+    except DeadlineExceeded:
+        # The work is cancelled behind this answer: rolled back, or committed whole and
+        # then found by the retransmission. The terminal hears in time either way.
+        log.warning("request_deadline_exceeded")
+        metrics.deadline_exceeded.inc()
+        answer = unrecorded_answer(Code.ISSUER_UNAVAILABLE, stan or "")
     except UNAVAILABLE_ERRORS as exc:
         # Answer fast: the terminal retries or reverses; hanging helps nobody.
         log.error("database_unavailable", error=type(exc).__name__)
@@ -157,21 +157,58 @@ async def post_transaction(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
+async def _authenticate_and_process(
+    request: web.Request,
+    body: bytes,
+    headers: tuple[str, str, str],
+    txn: TransactionRequest | None,
+    malformed: BadRequest | None,
+) -> dict[str, Any]:
+    """The database part of a transaction request, run under the deadline."""
+    services = request.app[SERVICES]
+    # One read for terminal, stored answer and card; nothing is decided on it before
+    # the signature is verified, and a malformed body is reported only after that.
+    context = await load_context(
+        services.pool,
+        headers[0],
+        RequestKey(headers[0], txn.local_date, txn.stan) if txn else None,
+        txn.pan if txn else None,
+    )
+    terminal = verify_terminal(request, body, headers, context.terminal if context else None)
+    if txn is None:
+        assert malformed is not None
+        raise malformed
+    return await services.transactions.process(terminal, txn, context)
+
+
 async def post_batch_close(request: web.Request) -> web.Response:
     """POST /v1/batches/close: reconcile the terminal's totals, open the next batch."""
-    services = request.app[SERVICES]
     body = await read_body(request)
+    answer = await within_deadline(
+        _close_batch(request, body), request.app[SETTINGS].request_deadline_s
+    )
+    return web.json_response(answer)
+
+
+async def _close_batch(request: web.Request, body: bytes) -> dict[str, Any]:
+    services = request.app[SERVICES]
     terminal = await authenticate(request, body)
     batch_no, figures, digest = parse_batch_close(body)
     answer = await close_batch(services.pool, terminal.terminal_id, batch_no, figures, digest)
     log.info("batch_closed", batch_no=batch_no, in_balance=answer["in_balance"])
-    return web.json_response(answer)
+    return answer
 
 
 async def get_open_batch(request: web.Request) -> web.Response:
     """GET /v1/batches/open (signed, empty body): the batch number a close must name, for a
     terminal that lost its own count."""
-    services = request.app[SERVICES]
-    terminal = await authenticate(request, await read_body(request))
-    batch_no = await terminals.open_batch(services.pool, terminal.terminal_id)
+    body = await read_body(request)
+    batch_no = await within_deadline(
+        _open_batch(request, body), request.app[SETTINGS].request_deadline_s
+    )
     return web.json_response({"batch_no": batch_no})
+
+
+async def _open_batch(request: web.Request, body: bytes) -> int:
+    terminal = await authenticate(request, body)
+    return await terminals.open_batch(request.app[SERVICES].pool, terminal.terminal_id)

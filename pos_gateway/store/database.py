@@ -30,6 +30,12 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.QueryCanceledError,
+    # Server full of connections (some left by a partition): unavailable, not broken.
+    asyncpg.TooManyConnectionsError,
+    # A connection used again while a timed-out or cancelled statement still winds down
+    # ("cannot switch to state ...; another operation is in progress"), as in a
+    # partition: it is the connection that failed, not the request (91, not 96).
+    asyncpg.exceptions.InternalClientError,
 )
 
 
