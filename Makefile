@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test serve bench lint clean
+.PHONY: demo test test-faults serve bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -19,6 +19,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# Faults under load against real gateway processes (about 2 minutes); prints recovery times
+# and latencies during each fault.
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest -q -s -m faults tests/faults
 
 # Figures, not pass/fail: see terminal-sim bench --help.
 bench: $(STAMP)

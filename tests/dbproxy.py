@@ -70,7 +70,11 @@ class DatabaseProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # A connection attempt during a partition waits for it to heal, like a SYN resent.
-        await self._flowing.wait()
+        try:
+            await self._flowing.wait()
+        except asyncio.CancelledError:
+            writer.close()
+            return
         kind, address = self._target
         try:
             if kind == "unix":
@@ -81,10 +85,12 @@ class DatabaseProxy:
             writer.close()
             return
         self._writers.update({writer, up_writer})
-        await asyncio.gather(
-            self._pipe(reader, up_writer, writer, upstream=True),
-            self._pipe(up_reader, writer, up_writer, upstream=False),
-        )
+        # Cancelled when the test's loop closes with connections open: that is the end.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(
+                self._pipe(reader, up_writer, writer, upstream=True),
+                self._pipe(up_reader, writer, up_writer, upstream=False),
+            )
 
     async def _pipe(
         self,

@@ -3,13 +3,17 @@ them: each on an ephemeral port, on a data directory or database URL given by th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -30,6 +34,17 @@ CHEAP_HASH_ENV = {
     "POS_ALLOW_WEAK_PIN_HASH": "bench",
     "POS_LOG_LEVEL": "warning",
 }
+
+
+@contextlib.contextmanager
+def private_dir(prefix: str) -> Iterator[Path]:
+    """A temp directory of our own: pytest's numbered tmp dirs are rotated away by any
+    other pytest run of the same user, even under a server that is still running."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -83,6 +98,12 @@ class GatewayProcess:
 
     async def wait_healthy(self, timeout_s: float = 90) -> bool:
         return await wait_healthy(self.url, timeout_s, self.alive)
+
+    def log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-3000:]
+        except OSError as exc:
+            return f"(no log: {exc})"
 
     def signal(self, signum: int) -> None:
         assert self.process is not None
@@ -156,20 +177,22 @@ class ServedWorld:
             assert resp.status in (200, 201), (path, resp.status, data)
             return data
 
+    async def merchant(self) -> str:
+        today = date.today()
+        merchant = await self.admin(
+            "POST",
+            "/v1/admin/merchants",
+            {
+                "name": f"Fault pharmacy {secrets.token_hex(3)}",
+                "kind": "pharmacy",
+                "designated_from": (today - timedelta(days=30)).isoformat(),
+                "designated_until": (today + timedelta(days=365)).isoformat(),
+            },
+        )
+        return merchant["merchant_id"]
+
     async def terminal(self, merchant_id: str | None = None) -> Terminal:
-        if merchant_id is None:
-            today = date.today()
-            merchant = await self.admin(
-                "POST",
-                "/v1/admin/merchants",
-                {
-                    "name": f"Fault pharmacy {secrets.token_hex(3)}",
-                    "kind": "pharmacy",
-                    "designated_from": (today - timedelta(days=30)).isoformat(),
-                    "designated_until": (today + timedelta(days=365)).isoformat(),
-                },
-            )
-            merchant_id = merchant["merchant_id"]
+        merchant_id = merchant_id or await self.merchant()
         data = await self.admin("POST", "/v1/admin/terminals", {"merchant_id": merchant_id})
         config = TerminalConfig(
             data["terminal_id"], bytes.fromhex(data["mac_key"]), bytes.fromhex(data["pin_key"])

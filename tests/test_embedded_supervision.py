@@ -19,17 +19,25 @@ from .gateway_process import (
     fresh_secrets_env,
     gateway_env,
     postmaster_pid,
+    private_dir,
     wait_for,
 )
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path / "data"
-    # Whatever the test did, leave no server running behind it.
-    pid = postmaster_pid(tmp_path / "data")
-    if pid is not None:
-        os.kill(pid, signal.SIGTERM)
+def workdir() -> Iterator[Path]:
+    with private_dir("pos-embedded-") as path:
+        yield path
+        # Whatever the test did, leave no server running behind it.
+        pid = postmaster_pid(path / "data")
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            wait_for(lambda: postmaster_pid(path / "data") is None, timeout_s=30)
+
+
+@pytest.fixture
+def data_dir(workdir: Path) -> Path:
+    return workdir / "data"
 
 
 @pytest.fixture
@@ -42,15 +50,15 @@ def _handle_pids(data_dir: Path) -> list[int]:
 
 
 async def test_server_stops_when_the_last_live_gateway_exits_after_another_was_killed(
-    data_dir: Path, env: dict[str, str], tmp_path: Path
+    data_dir: Path, env: dict[str, str], workdir: Path
 ) -> None:
-    first = GatewayProcess(env, tmp_path / "first.log")
-    second = GatewayProcess(env, tmp_path / "second.log")
+    first = GatewayProcess(env, workdir / "first.log")
+    second = GatewayProcess(env, workdir / "second.log")
     first.start()
     try:
-        assert await first.wait_healthy()
+        assert await first.wait_healthy(), first.log_tail()
         second.start()
-        assert await second.wait_healthy()
+        assert await second.wait_healthy(), second.log_tail()
         server_pid = postmaster_pid(data_dir)
         assert server_pid is not None
 
@@ -68,15 +76,15 @@ async def test_server_stops_when_the_last_live_gateway_exits_after_another_was_k
 
 
 async def test_server_keeps_running_while_another_live_gateway_uses_it(
-    data_dir: Path, env: dict[str, str], tmp_path: Path
+    data_dir: Path, env: dict[str, str], workdir: Path
 ) -> None:
-    first = GatewayProcess(env, tmp_path / "first.log")
-    second = GatewayProcess(env, tmp_path / "second.log")
+    first = GatewayProcess(env, workdir / "first.log")
+    second = GatewayProcess(env, workdir / "second.log")
     first.start()
     try:
-        assert await first.wait_healthy()
+        assert await first.wait_healthy(), first.log_tail()
         second.start()
-        assert await second.wait_healthy()
+        assert await second.wait_healthy(), second.log_tail()
         assert first.stop() == 0
 
         assert postmaster_pid(data_dir) is not None
@@ -87,12 +95,12 @@ async def test_server_keeps_running_while_another_live_gateway_uses_it(
 
 
 async def test_serve_restarts_its_database_after_a_crash(
-    data_dir: Path, env: dict[str, str], tmp_path: Path
+    data_dir: Path, env: dict[str, str], workdir: Path
 ) -> None:
-    gateway = GatewayProcess(env, tmp_path / "gateway.log")
+    gateway = GatewayProcess(env, workdir / "gateway.log")
     gateway.start()
     try:
-        assert await gateway.wait_healthy()
+        assert await gateway.wait_healthy(), gateway.log_tail()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             world = ServedWorld(session, gateway.url, env["POS_ADMIN_TOKEN"])
             terminal = await world.terminal()
