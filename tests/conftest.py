@@ -27,6 +27,7 @@ from pos_gateway.store.migrations import apply_migrations
 from terminal_sim.client import Terminal, TerminalConfig
 from terminal_sim.protocol import StanCounter
 
+from .dbproxy import DatabaseProxy
 from .helpers import new_ssn, run_demo_data
 
 # Cheap PIN hashing for tests; production parameters are exercised by the benchmark.
@@ -191,6 +192,18 @@ async def ledger_clean(database_url: str) -> AsyncIterator[None]:
     finally:
         await conn.close()
     assert report["ok"], report["problems"]
+
+
+@pytest.fixture
+async def proxy(database_url: str) -> AsyncIterator[DatabaseProxy]:
+    """A TCP proxy in front of the test database that the test can break."""
+    proxy = DatabaseProxy(database_url)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.heal()
+        await proxy.cut()
 
 
 @pytest.fixture

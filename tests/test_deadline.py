@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -24,17 +23,6 @@ DEADLINE_S = 1.0
 # (set long here); every bound below is far under it and far over the deadline.
 COMMAND_TIMEOUT_S = 60.0
 ANSWER_BOUND_S = DEADLINE_S + 9
-
-
-@pytest.fixture
-async def proxy(database_url: str) -> AsyncIterator[DatabaseProxy]:
-    proxy = DatabaseProxy(database_url)
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        proxy.heal()
-        await proxy.cut()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -49,9 +49,11 @@ def _handle_pids(data_dir: Path) -> list[int]:
     return json.loads((data_dir / "pg" / ".handle_pids.json").read_text())
 
 
-async def test_server_stops_when_the_last_live_gateway_exits_after_another_was_killed(
-    data_dir: Path, env: dict[str, str], workdir: Path
-) -> None:
+@pytest.fixture
+async def two_gateways(
+    env: dict[str, str], workdir: Path
+) -> AsyncIterator[tuple[GatewayProcess, GatewayProcess]]:
+    """Two `serve` processes sharing one embedded server (the first one starts it)."""
     first = GatewayProcess(env, workdir / "first.log")
     second = GatewayProcess(env, workdir / "second.log")
     first.start()
@@ -59,38 +61,38 @@ async def test_server_stops_when_the_last_live_gateway_exits_after_another_was_k
         assert await first.wait_healthy(), first.log_tail()
         second.start()
         assert await second.wait_healthy(), second.log_tail()
-        server_pid = postmaster_pid(data_dir)
-        assert server_pid is not None
-
-        first.kill()
-        # The killed process left its pid behind: exactly the case that kept servers up.
-        assert first.process is not None and first.process.pid in _handle_pids(data_dir)
-        assert postmaster_pid(data_dir) == server_pid
-        assert second.stop() == 0
+        yield first, second
     finally:
         first.kill()
         second.kill()
+
+
+async def test_server_stops_when_the_last_live_gateway_exits_after_another_was_killed(
+    data_dir: Path, two_gateways: tuple[GatewayProcess, GatewayProcess]
+) -> None:
+    first, second = two_gateways
+    server_pid = postmaster_pid(data_dir)
+    assert server_pid is not None
+
+    first.kill()
+    # The killed process left its pid behind: exactly the case that kept servers up.
+    assert first.process is not None and first.process.pid in _handle_pids(data_dir)
+    assert postmaster_pid(data_dir) == server_pid
+    assert second.stop() == 0
 
     assert wait_for(lambda: postmaster_pid(data_dir) is None, timeout_s=60)
     assert _handle_pids(data_dir) == []
 
 
 async def test_server_keeps_running_while_another_live_gateway_uses_it(
-    data_dir: Path, env: dict[str, str], workdir: Path
+    data_dir: Path, two_gateways: tuple[GatewayProcess, GatewayProcess]
 ) -> None:
-    first = GatewayProcess(env, workdir / "first.log")
-    second = GatewayProcess(env, workdir / "second.log")
-    first.start()
-    try:
-        assert await first.wait_healthy(), first.log_tail()
-        second.start()
-        assert await second.wait_healthy(), second.log_tail()
-        assert first.stop() == 0
+    first, second = two_gateways
+    assert first.stop() == 0
 
-        assert postmaster_pid(data_dir) is not None
-        assert await second.wait_healthy(timeout_s=10)
-    finally:
-        second.stop()
+    assert postmaster_pid(data_dir) is not None
+    assert await second.wait_healthy(timeout_s=10)
+    assert second.stop() == 0
     assert wait_for(lambda: postmaster_pid(data_dir) is None, timeout_s=60)
 
 
