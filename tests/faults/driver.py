@@ -60,6 +60,13 @@ class Ledger:
             "max_ms": round(window[-1] * 1000, 1),
         }
 
+    def outcomes(self, start: float, end: float) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for sample in self.samples:
+            if start <= sample.at <= end:
+                counts[sample.outcome] = counts.get(sample.outcome, 0) + 1
+        return dict(sorted(counts.items()))
+
     def first_approval_after(self, moment: float) -> float | None:
         times = [s.at + s.latency_s for s in self.samples if s.at >= moment and s.outcome == "00"]
         return min(times) if times else None

@@ -104,7 +104,8 @@ async def _run(
             f"{recovery_s} s after it ended; latencies during fault and recovery: "
             f"n={during['n']} p50={during['p50_ms']} ms p99={during['p99_ms']} ms "
             f"max={during['max_ms']} ms; approved {sum(len(v) for v in ledger.approved.values())}"
-            f", reversal-first blocked {ledger.reversal_first_blocked}"
+            f", reversal-first blocked {ledger.reversal_first_blocked}; answers during: "
+            f"{ledger.outcomes(fault_start, recovered_at or time.monotonic())}"
         )
         assert recovery_s is not None, f"{name}: no approval within {RECOVERY_BOUND_S} s"
         await _check_after(name, world, terminals[0], drivers, cards, ledger, cli_env)
@@ -120,6 +121,8 @@ async def _check_after(
     cli_env: dict[str, str],
 ) -> None:
     assert ledger.server_errors == [], f"{name}: 5xx answers {ledger.server_errors[:3]}"
+    # A database or network failure is 91 (issuer unavailable), never 96.
+    assert not any(s.outcome == "96" for s in ledger.samples), f"{name}: a 96 was answered"
     assert ledger.unresolved == 0, f"{name}: reversals never answered"
     assert ledger.rrn_reused == [], f"{name}: one RRN for two requests"
     assert ledger.reversal_first_violations == [], f"{name}: original debited after reversal"
