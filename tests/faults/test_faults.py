@@ -8,6 +8,7 @@ Run with `make test-faults` (or `pytest -m faults -s`); `make test` leaves it ou
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -67,6 +68,7 @@ def embedded_gateway() -> Iterator[GatewayProcess]:
 async def _run(
     name: str, gateway: GatewayProcess, cli_env: dict[str, str], inject: Inject
 ) -> None:
+    log_start = gateway.log_path.stat().st_size if gateway.log_path.exists() else 0
     timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         world = ServedWorld(session, gateway.url, gateway.env["POS_ADMIN_TOKEN"])
@@ -107,6 +109,7 @@ async def _run(
             f", reversal-first blocked {ledger.reversal_first_blocked}; answers during: "
             f"{ledger.outcomes(fault_start, recovered_at or time.monotonic())}"
         )
+        print(f"gateway saw: {_failures_logged(gateway.log_path, log_start)}")
         assert recovery_s is not None, f"{name}: no approval within {RECOVERY_BOUND_S} s"
         await _check_after(name, world, terminals[0], drivers, cards, ledger, cli_env)
 
@@ -146,6 +149,23 @@ async def _check_after(
         assert closed.status == 200 and closed.body["in_balance"], (name, closed.body)
     verified = await asyncio.to_thread(run_cli, cli_env, "verify-ledger")
     assert verified.returncode == 0, f"{name}: {verified.stdout}{verified.stderr}"
+
+
+def _failures_logged(log_path: Path, offset: int) -> dict[str, int]:
+    """How the gateway classified what went wrong: event and exception name, counted."""
+    counts: dict[str, int] = {}
+    with log_path.open("rb") as log:
+        log.seek(offset)
+        for raw in log:
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(line, dict) or line.get("level") not in ("warning", "error"):
+                continue
+            key = f"{line.get('event')}:{line.get('error', '')}".rstrip(":")
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 async def _statement(world: ServedWorld, account_id: int) -> list[dict[str, Any]]:
