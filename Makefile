@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test serve bench lint clean screenshots
+.PHONY: demo test test-faults serve bench lint clean screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -25,6 +25,11 @@ test: $(STAMP)
 # Pictures of the main pages into docs/ (needs a Chromium: apt-get install chromium).
 screenshots: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/screenshots.py
+
+# Faults under load against real gateway processes (about 2 minutes); prints recovery times
+# and latencies during each fault.
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest -q -s -m faults tests/faults
 
 # Figures, not pass/fail: see terminal-sim bench --help.
 bench: $(STAMP)

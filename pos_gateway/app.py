@@ -83,7 +83,9 @@ def build_services(
         transactions=transactions,
         admin=AdminService(pool, hasher, executor, wrapper, today),
         key_wrapper=wrapper,
-        terminal=TerminalFrontDoor(pool, wrapper, transactions, metrics),
+        terminal=TerminalFrontDoor(
+            pool, wrapper, transactions, metrics, settings.request_deadline_s
+        ),
     )
 
 

@@ -34,6 +34,11 @@ class Metrics:
             "Requests answered 91 at once because too many PIN checks were waiting",
             registry=self.registry,
         )
+        self.deadline_exceeded = Counter(
+            "pos_deadline_exceeded",
+            "Terminal requests answered 91 because POS_REQUEST_DEADLINE_S passed",
+            registry=self.registry,
+        )
         self.http_errors = Counter(
             "pos_http_errors",
             "Requests refused before a business decision, by HTTP status and error code",

@@ -143,6 +143,9 @@ VARIABLES: tuple[Variable, ...] = (
              "group_commit_max_batch"),
     Variable("POS_GROUP_COMMIT_FLUSHERS", _positive_int, 2,
              "group commits in flight at once", "group_commit_flushers"),
+    Variable("POS_REQUEST_DEADLINE_S", _positive_float, 3.0,
+             "seconds a terminal request (HTTP or ISO 8583) may take; past them the answer "
+             "is 91 and the work is cancelled behind it", "request_deadline_s"),
     Variable("POS_LOG_LEVEL", _log_level, "info", "debug | info | warning | error",
              "log_level"),
     Variable("POS_TRUST_FORWARDED_PROTO", _flag, False,
@@ -209,6 +212,7 @@ class Settings:
     group_commit_max_batch: int = _default("POS_GROUP_COMMIT_MAX_BATCH")
     group_commit_flushers: int = _default("POS_GROUP_COMMIT_FLUSHERS")
     pin_queue_max: int = _default("POS_PIN_QUEUE_MAX")
+    request_deadline_s: float = _default("POS_REQUEST_DEADLINE_S")
     log_level: str = _default("POS_LOG_LEVEL")
     # Pages: believe X-Forwarded-Proto (set only behind a TLS proxy that sets it) for the
     # cookie's Secure flag.

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -27,6 +29,7 @@ from pos_gateway.store.migrations import apply_migrations
 from terminal_sim.client import Terminal, TerminalConfig
 from terminal_sim.protocol import StanCounter
 
+from .dbproxy import DatabaseProxy
 from .helpers import new_ssn, run_demo_data
 
 # Cheap PIN hashing for tests; production parameters are exercised by the benchmark.
@@ -39,11 +42,14 @@ def _with_database(dsn: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url() -> Iterator[str]:
     server = None
     admin_dsn = os.environ.get("POS_TEST_DATABASE_URL")
     if not admin_dsn:
-        server, _ = start_embedded(tmp_path_factory.mktemp("embedded"))
+        # Not under pytest's numbered tmp dirs: another pytest run of the same user rotates
+        # those away, with this server's data inside, while the session still runs.
+        embedded_dir = Path(tempfile.mkdtemp(prefix="pos-test-embedded-"))
+        server, _ = start_embedded(embedded_dir)
         admin_dsn = server.get_uri(database="postgres")
     name = f"pos_test_{secrets.token_hex(5)}"
     dsn = _with_database(admin_dsn, name)
@@ -74,6 +80,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         asyncio.run(drop())
         if server is not None:
             stop_embedded(server)
+            shutil.rmtree(embedded_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -191,6 +198,18 @@ async def ledger_clean(database_url: str) -> AsyncIterator[None]:
     finally:
         await conn.close()
     assert report["ok"], report["problems"]
+
+
+@pytest.fixture
+async def proxy(database_url: str) -> AsyncIterator[DatabaseProxy]:
+    """A TCP proxy in front of the test database that the test can break."""
+    proxy = DatabaseProxy(database_url)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.heal()
+        await proxy.cut()
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Errors at the HTTP edge (http/middleware.py, http/errors.py): domain errors become
 statuses by one table; a constraint name never reaches a client; only connection-level
-failures are "database unavailable", anything else is a 500 (96 on the terminal path)
-with one log line."""
+failures are "database unavailable" (an InterfaceError only by its message:
+store/database.py), anything else is a 500 (96 on the terminal path) with one log line."""
 
 from __future__ import annotations
 
@@ -42,6 +42,14 @@ CASES: list[tuple[str, Callable[[], BaseException], int, str]] = [
      "database_unavailable"),
     ("interface_error", lambda: asyncpg.InterfaceError("another operation is in progress"),
      500, "internal_error"),
+    ("wrong_arguments", lambda: asyncpg.InterfaceError(
+        "the server expects 2 arguments for this query, 1 was passed"), 500, "internal_error"),
+    # The same classes after a cut or a cancelled statement: the connection failed (503).
+    ("closed", lambda: asyncpg.InterfaceError("cannot call Connection.fetch(): connection is "
+     "closed"), 503, "database_unavailable"),
+    ("state", lambda: asyncpg.exceptions.InternalClientError(
+        "cannot switch to state 15; another operation (2) is in progress"), 503,
+     "database_unavailable"),
     ("key_error", lambda: KeyError("balance"), 500, "internal_error"),
     ("check", lambda: _constraint_error(asyncpg.CheckViolationError, "accounts_balance_ck"),
      400, "constraint_violation"),

@@ -163,3 +163,40 @@ async def test_closing_answers_every_waiting_request(world: World, db, database_
     # Every answered request is recorded. A refused one (91 to its terminal) is normally
     # not, but a batch cancelled just as its COMMIT went out may be: 91 means "reverse".
     assert len(answered) <= recorded <= 12
+
+
+async def test_a_request_cancelled_while_queued_is_never_written(
+    world: World, db, database_url: str
+) -> None:
+    """Past its deadline a request is answered 91; if no flusher has taken it yet it is
+    dropped, so the terminal's 91 is the truth."""
+    terminal_id, merchant = await _terminal_ids(world)
+    card = await world.card(balance=5_000)
+    card_id = await _card_ids(db, card["pan"])
+    first = _request(terminal_id, merchant, card_id, 100, "000001")
+    queued = _request(terminal_id, merchant, card_id, 200, "000002")
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    committer = GroupCommitter(pool, max_batch=256, flushers=1)
+    try:
+        # Hold the account so the flusher is busy with `first` while `queued` waits.
+        async with db.transaction():
+            await db.execute(
+                "SELECT 1 FROM individual_accounts WHERE account_id = $1 FOR UPDATE",
+                card["account_id"],
+            )
+            writing = asyncio.create_task(committer.submit(first))
+            await asyncio.sleep(0.2)
+            waiting = asyncio.create_task(committer.submit(queued))
+            await asyncio.sleep(0.05)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+        answer = await asyncio.wait_for(writing, 30)
+        await asyncio.sleep(0.2)  # the flusher looks at its queue again
+
+        assert answer.response_code == "00"
+        assert await store.find(pool, queued.key) is None
+        assert await store.find(pool, first.key) is not None
+    finally:
+        await committer.close()
+        await pool.close()

@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator
-
-import pytest
 
 from pos_gateway.app import create_app
 from pos_gateway.security.pins import Argon2Params
@@ -15,16 +12,6 @@ from pos_gateway.settings import Settings
 
 from .conftest import World
 from .dbproxy import DatabaseProxy
-
-
-@pytest.fixture
-async def proxy(database_url: str) -> AsyncIterator[DatabaseProxy]:
-    proxy = DatabaseProxy(database_url)
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.cut()
 
 
 async def test_healthz_is_ok_with_a_database(client) -> None:

@@ -14,7 +14,7 @@ from asyncpg.exceptions._base import DataError as ArgumentDataError
 from pos_gateway.errors import DomainError
 from pos_gateway.http.errors import error_response, status_of
 from pos_gateway.http.state import METRICS
-from pos_gateway.store.database import UNAVAILABLE_ERRORS
+from pos_gateway.store.database import database_unavailable
 
 log = structlog.get_logger("pos_gateway.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -53,10 +53,6 @@ async def error_mapping(request: web.Request, handler: Handler) -> web.StreamRes
         log.info("constraint_refused", constraint=exc.constraint_name, path=request.path)
         metrics.http_errors.labels("409", "conflict").inc()
         return error_response(409, "conflict", "conflicts with what is stored")
-    except UNAVAILABLE_ERRORS as exc:
-        log.error("database_unavailable", error=type(exc).__name__, path=request.path)
-        metrics.http_errors.labels("503", "database_unavailable").inc()
-        return error_response(503, "database_unavailable", "database unavailable; retry later")
     except (asyncpg.DataError, ArgumentDataError, UnicodeError) as exc:
         # A value validation let through that the database cannot take (NUL, a lone
         # surrogate, a number past bigint): the client's input, so 400, never a 500.
@@ -72,7 +68,11 @@ async def error_mapping(request: web.Request, handler: Handler) -> web.StreamRes
         code = exc.reason.lower().replace(" ", "_")
         metrics.http_errors.labels(str(exc.status), code).inc()
         return error_response(exc.status, code, exc.reason)
-    except Exception:
+    except Exception as exc:
+        if database_unavailable(exc):
+            log.error("database_unavailable", error=type(exc).__name__, path=request.path)
+            metrics.http_errors.labels("503", "database_unavailable").inc()
+            return error_response(503, "database_unavailable", "database unavailable; retry later")
         log.exception("unhandled_error", path=request.path)
         metrics.http_errors.labels("500", "internal_error").inc()
         return error_response(500, "internal_error", "internal error; it has been logged")

@@ -17,9 +17,10 @@ from typing import Any
 
 import structlog
 
-from pos_gateway.errors import ApiError, BadRequest
+from pos_gateway.errors import BadRequest, DomainError
 from pos_gateway.iso8583 import codec, messages
 from pos_gateway.services.terminal import TerminalAuth, TerminalFrontDoor, TerminalOutcome
+from pos_gateway.store.database import database_unavailable
 
 log = structlog.get_logger("pos_gateway.iso8583")
 
@@ -258,13 +259,19 @@ class _Connection:
             try:
                 answer, mac_key = await self._listener.answer(raw, fields)
                 message = codec.encode(answer, mac_key)
-            except ApiError as exc:
+            except DomainError as exc:
                 log.warning("iso_request_refused", error=exc.code)
                 message = codec.encode(messages.refusal(fields, messages.FORMAT_ERROR), None)
-            except Exception:
-                # Never the listener's end: the terminal gets 96 and reverses if it must.
-                log.exception("iso_request_failed")
-                message = codec.encode(messages.refusal(fields, "96"), None)
+            except Exception as exc:
+                # Never the listener's end: the terminal gets 91 (database unavailable, or
+                # a batch request past its deadline) or 96, and reverses if it must.
+                if database_unavailable(exc):
+                    log.error("database_unavailable", error=type(exc).__name__)
+                    code = "91"
+                else:
+                    log.exception("iso_request_failed")
+                    code = "96"
+                message = codec.encode(messages.refusal(fields, code), None)
             await self._send(message)
             log.debug(
                 "iso_answered", mti=fields["t"], ms=round(1000 * (time.perf_counter() - started))

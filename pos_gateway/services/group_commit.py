@@ -79,7 +79,15 @@ class GroupCommitter:
         pending = self._queue.setdefault(request.key, _Pending(request))
         pending.futures.append(future)
         self._wakeup.set()
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # Past its deadline (answered 91): a request no flusher has taken yet is
+            # dropped, so it is never written after its terminal was told otherwise.
+            pending.futures.remove(future)
+            if not pending.futures and self._queue.get(request.key) is pending:
+                del self._queue[request.key]
+            raise
 
     async def _run(self) -> None:
         while True:

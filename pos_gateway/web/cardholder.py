@@ -27,7 +27,7 @@ from pos_gateway.services.cardholder import CardholderService, Session
 from pos_gateway.services.insurance import InsuranceService
 from pos_gateway.services.pages import PeriodStatement
 from pos_gateway.services.reports import MAX_PAGE
-from pos_gateway.store.database import UNAVAILABLE_ERRORS
+from pos_gateway.store.database import database_unavailable
 from pos_gateway.web.core import (
     SESSION_TOKEN,
     Handler,
@@ -103,9 +103,9 @@ def cardholder_page(
                 response = error_page(request, exc, back)
             except web.HTTPException:
                 raise
-            except UNAVAILABLE_ERRORS:
-                raise  # the gateway's own 503 answer
-            except Exception:
+            except Exception as exc:
+                if database_unavailable(exc):
+                    raise  # the gateway's own 503 answer
                 response = unexpected_error_page(request, back)
             return finish(request, response)
 

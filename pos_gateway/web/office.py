@@ -32,7 +32,7 @@ from pos_gateway.services.admin import AdminService, checked_ssn
 from pos_gateway.services.cardholder import CardholderService
 from pos_gateway.services.insurance import InsuranceService
 from pos_gateway.services.operators import OperatorService, OperatorSession
-from pos_gateway.store.database import UNAVAILABLE_ERRORS
+from pos_gateway.store.database import database_unavailable
 from pos_gateway.web.core import (
     SESSION_TOKEN,
     Handler,
@@ -109,9 +109,9 @@ async def office_guard(request: web.Request, handler: Handler) -> web.StreamResp
         response = error_page(request, exc, COOKIE_PATH)
     except web.HTTPException:
         raise
-    except UNAVAILABLE_ERRORS:
-        raise  # the gateway's own 503 answer
-    except Exception:
+    except Exception as exc:
+        if database_unavailable(exc):
+            raise  # the gateway's own 503 answer
         response = unexpected_error_page(request, COOKIE_PATH)
     return finish(request, response)
 

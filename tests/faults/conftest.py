@@ -1,0 +1,1 @@
+"""The fault suite runs only when selected (`make test-faults`, `-m faults`)."""
