@@ -1,6 +1,7 @@
 """The one wiring place: create_app(settings) builds the aiohttp application.
 
-Purchase path: app.py -> http/terminal.py (post_transaction) -> services/transactions.py
+Purchase path: app.py -> http/terminal.py (post_transaction) -> services/terminal.py
+(TerminalFrontDoor.transaction, the same for every transport) -> services/transactions.py
 (TransactionService.process) -> services/group_commit.py -> store/transactions.py
 (record_good_pin_batch: many debits, one commit).
 """
@@ -29,6 +30,7 @@ from pos_gateway.security.keys import KeyWrapper
 from pos_gateway.security.pins import PinHasher
 from pos_gateway.services.admin import AdminService
 from pos_gateway.services.group_commit import GroupCommitter
+from pos_gateway.services.terminal import TerminalFrontDoor
 from pos_gateway.services.transactions import TransactionService
 from pos_gateway.settings import Settings
 from pos_gateway.store.database import open_database
@@ -55,20 +57,22 @@ def build_services(
     hasher = PinHasher(settings.secrets.pin_pepper, settings.argon2)
     wrapper = KeyWrapper(settings.secrets.master_key)
     today = business_today(settings)
+    transactions = TransactionService(
+        pool,
+        hasher,
+        executor,
+        metrics,
+        today,
+        settings.max_amount_fen,
+        group_commit,
+        settings.pin_queue_max,
+    )
     return Services(
         pool=pool,
-        transactions=TransactionService(
-            pool,
-            hasher,
-            executor,
-            metrics,
-            today,
-            settings.max_amount_fen,
-            group_commit,
-            settings.pin_queue_max,
-        ),
+        transactions=transactions,
         admin=AdminService(pool, hasher, executor, wrapper, today),
         key_wrapper=wrapper,
+        terminal=TerminalFrontDoor(pool, wrapper, transactions, metrics),
     )
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from pos_gateway.errors import ApiError
 from pos_gateway.http.state import METRICS
-from pos_gateway.store.database import UNAVAILABLE_ERRORS
+from pos_gateway.services.health import UNAVAILABLE_ERRORS
 
 log = structlog.get_logger("pos_gateway.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

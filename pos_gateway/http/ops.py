@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from pos_gateway.http.state import METRICS, SERVICES
-from pos_gateway.store.database import UNAVAILABLE_ERRORS
+from pos_gateway.services.health import database_reachable
 
 _HEALTH_TIMEOUT_S = 2.0
 
 
 async def healthz(request: web.Request) -> web.Response:
     """200 once the database answers, 503 otherwise (within two seconds either way)."""
-    pool = request.app[SERVICES].pool
-    try:
-        async with asyncio.timeout(_HEALTH_TIMEOUT_S):
-            await pool.fetchval("SELECT 1")
-    except UNAVAILABLE_ERRORS:
+    if not await database_reachable(request.app[SERVICES].pool, _HEALTH_TIMEOUT_S):
         return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
     return web.json_response({"status": "ok"})
 

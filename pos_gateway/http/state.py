@@ -10,6 +10,7 @@ from aiohttp import web
 from pos_gateway.metrics import Metrics
 from pos_gateway.security.keys import KeyWrapper
 from pos_gateway.services.admin import AdminService
+from pos_gateway.services.terminal import TerminalFrontDoor
 from pos_gateway.services.transactions import TransactionService
 from pos_gateway.settings import Settings
 
@@ -20,6 +21,7 @@ class Services:
     transactions: TransactionService
     admin: AdminService
     key_wrapper: KeyWrapper
+    terminal: TerminalFrontDoor
 
 
 SETTINGS = web.AppKey("settings", Settings)

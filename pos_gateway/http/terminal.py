@@ -4,36 +4,23 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
 
 import structlog
 from aiohttp import web
 
-from pos_gateway.domain.decisions import Code, MerchantStanding
-from pos_gateway.errors import ApiError, BadRequest, Forbidden, Unauthorized
-from pos_gateway.http.state import METRICS, SERVICES, SETTINGS
+from pos_gateway.errors import BadRequest, Forbidden, Unauthorized
+from pos_gateway.http.state import SERVICES, SETTINGS
 from pos_gateway.http.validation import (
     MAX_BODY_BYTES,
     TERMINAL_ID_RE,
     parse_batch_close,
     parse_transaction,
 )
-from pos_gateway.security.keys import KeyUnwrapError
 from pos_gateway.security.signing import signature_valid, timestamp_fresh
-from pos_gateway.services.batches import close_batch
-from pos_gateway.services.transactions import (
-    Overloaded,
-    Terminal,
-    TransactionRequest,
-    unrecorded_answer,
-)
-from pos_gateway.store import terminals
-from pos_gateway.store.database import UNAVAILABLE_ERRORS
-from pos_gateway.store.transactions import RequestKey, load_context
+from pos_gateway.services.terminal import TerminalAuth, TerminalOutcome
+from pos_gateway.services.transactions import TransactionRequest
 
-log = structlog.get_logger("pos_gateway.terminal")
 _SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
-_NO_KEY = bytes(32)  # for the dummy HMAC of an unknown terminal
 _NOT_AUTHENTICATED = "unknown terminal or bad signature"
 
 
@@ -63,115 +50,55 @@ def _check_headers(request: web.Request) -> tuple[str, str, str]:
     return terminal_id, timestamp, signature
 
 
-async def authenticate(request: web.Request, body: bytes) -> Terminal:
-    """Check terminal id, timestamp window and HMAC; 401 or 403 before anything is recorded."""
-    headers = _check_headers(request)
-    row = await terminals.load_for_auth(request.app[SERVICES].pool, headers[0])
-    return verify_terminal(request, body, headers, row)
+def _auth(request: web.Request, body: bytes) -> TerminalAuth:
+    """Header shapes and timestamp window checked here (401 with no I/O); the signature
+    over `body` is checked by the front door under the terminal's key."""
+    terminal_id, timestamp, signature = _check_headers(request)
+    method, path = request.method, request.path
+
+    def verify_mac(mac_key: bytes) -> bool:
+        return signature_valid(mac_key, method, path, timestamp, body, signature)
+
+    return TerminalAuth(terminal_id, verify_mac, "http")
 
 
-def verify_terminal(
-    request: web.Request, body: bytes, headers: tuple[str, str, str], row: Any
-) -> Terminal:
-    """The signature over `body` under the key of `row` (the terminal as loaded, or None)."""
-    services = request.app[SERVICES]
-    terminal_id, timestamp, signature = headers
-    if row is None:
-        # Same work and same answer as a bad signature: no probing for terminal ids.
-        signature_valid(_NO_KEY, request.method, request.path, timestamp, body, signature)
+def _render(outcome: TerminalOutcome) -> web.Response:
+    if outcome.status == "unauthenticated":
         raise Unauthorized(_NOT_AUTHENTICATED, code="bad_signature")
-    try:
-        mac_key = services.key_wrapper.unwrap(row["mac_key_wrapped"], terminal_id, "mac")
-        pin_key = services.key_wrapper.unwrap(row["pin_key_wrapped"], terminal_id, "pin")
-    except KeyUnwrapError:
-        log.error("terminal_key_unwrap_failed")
-        raise Unauthorized(_NOT_AUTHENTICATED, code="bad_signature") from None
-    if not signature_valid(mac_key, request.method, request.path, timestamp, body, signature):
-        raise Unauthorized(_NOT_AUTHENTICATED, code="bad_signature")
-    if row["status"] != "active":
+    if outcome.status == "disabled":
         raise Forbidden("terminal is disabled", code="terminal_disabled")
-    return Terminal(
-        terminal_id=terminal_id,
-        merchant_id=row["merchant_id"],
-        merchant=MerchantStanding(
-            designated_from=row["designated_from"],
-            designated_until=row["designated_until"],
-            suspended=row["suspended"],
-        ),
-        pin_key=pin_key,
-    )
+    if outcome.status == "malformed":
+        assert outcome.error is not None
+        raise outcome.error
+    return web.json_response(outcome.answer)
 
 
 async def post_transaction(request: web.Request) -> web.Response:
     """POST /v1/transactions: authenticate, validate, process, answer."""
-    started = time.perf_counter()
-    metrics = request.app[METRICS]
-    services = request.app[SERVICES]
     body = await read_body(request)
-    txn_type, stan, pan = "unknown", None, None
+    auth = _auth(request, body)
     try:
-        headers = _check_headers(request)
-        terminal_id = headers[0]
-        try:
-            txn: TransactionRequest | None = parse_transaction(body)
-            malformed = None
-        except BadRequest as exc:
-            txn, malformed = None, exc
-        # One read for terminal, stored answer and card; nothing is decided on it before
-        # the signature is verified, and a malformed body is reported only after that.
-        context = await load_context(
-            services.pool,
-            terminal_id,
-            RequestKey(terminal_id, txn.local_date, txn.stan) if txn else None,
-            txn.pan if txn else None,
-        )
-        terminal = verify_terminal(request, body, headers, context.terminal if context else None)
-        if txn is None:
-            raise malformed
-        txn_type, stan, pan = txn.txn_type, txn.stan, txn.pan
-        structlog.contextvars.bind_contextvars(stan=stan, type=txn_type)
-        answer = await services.transactions.process(terminal, txn, context)
-    except UNAVAILABLE_ERRORS as exc:
-        # Answer fast: the terminal retries or reverses; hanging helps nobody.
-        log.error("database_unavailable", error=type(exc).__name__)
-        answer = unrecorded_answer(Code.ISSUER_UNAVAILABLE, stan or "")
-    except Overloaded:
-        answer = unrecorded_answer(Code.ISSUER_UNAVAILABLE, stan or "")
-    except ApiError:
-        raise
-    except Exception:
-        # Each write is one statement, so nothing is half-done; the terminal reverses.
-        log.exception("transaction_failed")
-        answer = unrecorded_answer(Code.SYSTEM_MALFUNCTION, stan or "")
-    code = answer["response_code"]
-    metrics.transactions.labels(txn_type, code).inc()
-    metrics.latency.labels(txn_type).observe(time.perf_counter() - started)
-    log.info(
-        "transaction",
-        response_code=code,
-        amount=answer.get("amount"),
-        balance=answer.get("balance"),
-        rrn=answer.get("rrn"),
-        pan=pan,
-    )
-    return web.json_response(answer)
+        txn: TransactionRequest | None = parse_transaction(body)
+        malformed = None
+    except BadRequest as exc:
+        txn, malformed = None, exc
+    return _render(await request.app[SERVICES].terminal.transaction(auth, txn, malformed))
 
 
 async def post_batch_close(request: web.Request) -> web.Response:
     """POST /v1/batches/close: reconcile the terminal's totals, open the next batch."""
-    services = request.app[SERVICES]
     body = await read_body(request)
-    terminal = await authenticate(request, body)
-    batch_no, figures, digest = parse_batch_close(body)
-    answer = await close_batch(services.pool, terminal.terminal_id, batch_no, figures, digest)
-    log.info("batch_closed", batch_no=batch_no, in_balance=answer["in_balance"])
-    return web.json_response(answer)
+    auth = _auth(request, body)
+    front_door = request.app[SERVICES].terminal
+    try:
+        batch_no, figures, digest = parse_batch_close(body)
+    except BadRequest as exc:
+        return _render(await front_door.close_batch(auth, 0, {}, b"", malformed=exc))
+    return _render(await front_door.close_batch(auth, batch_no, figures, digest))
 
 
 async def get_open_batch(request: web.Request) -> web.Response:
     """GET /v1/batches/open (signed, empty body): the batch number a close must name, for a
     terminal that lost its own count."""
-    services = request.app[SERVICES]
-    terminal = await authenticate(request, await read_body(request))
-    batch_no = await terminals.open_batch(services.pool, terminal.terminal_id)
-    return web.json_response({"batch_no": batch_no})
+    body = await read_body(request)
+    return _render(await request.app[SERVICES].terminal.open_batch(_auth(request, body)))
