@@ -9,6 +9,7 @@ from datetime import date, datetime
 from typing import Any
 
 from pos_gateway.domain.cards import pan_well_formed
+from pos_gateway.domain.identity import request_identity
 from pos_gateway.domain.money import CURRENCY, is_fen_amount
 from pos_gateway.errors import BadRequest
 from pos_gateway.security.pins import PIN_BLOCK_BYTES
@@ -127,13 +128,13 @@ def parse_transaction(body: bytes) -> TransactionRequest:
         else None
     )
 
-    # The PIN block is left out of the request's identity: format 4 pads with random
-    # bytes, so a terminal that re-enciphers the PIN for a retransmission still sends
-    # the same request.
-    identity = {k: v for k, v in data.items() if k != "pin_block"}
-    content_hash = hashlib.sha256(
-        json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()
-    ).digest()
+    content_hash = request_identity(
+        txn_type=txn_type,
+        pan=pan,
+        amount=amount,
+        original_rrn=original_rrn,
+        original_stan=original_stan,
+    )
     return TransactionRequest(
         txn_type=txn_type,
         stan=stan,

@@ -33,6 +33,7 @@ from pos_gateway.store import people
 from pos_gateway.store import transactions as store
 from pos_gateway.store.transactions import (
     BLOCKED,
+    UNKNOWN_IDENTITY,
     DuplicateKey,
     GoodPinRequest,
     RequestContext,
@@ -63,7 +64,7 @@ class TransactionRequest:
     pan: str | None
     pin_block: bytes | None = field(repr=False)
     amount: int | None
-    content_hash: bytes  # identifies the request's content for replay vs. 94
+    content_hash: bytes  # domain.identity.request_identity: replay vs. 94
     original_rrn: str | None = None  # refund
     original_stan: str | None = None  # reversal
     original_local_date: date | None = None  # reversal, when the terminal sends it
@@ -145,6 +146,9 @@ class TransactionService:
                 assert stored is not None  # the key's holder has committed
         if stored.txn_type == BLOCKED:
             # A reversal arrived first and took this request's key: declined, nothing moves.
+            return render(stored)
+        if stored.request_hash == UNKNOWN_IDENTITY:
+            # Recorded before identities were kept (schema/004): the key decides alone.
             return render(stored)
         if stored.request_hash != request.content_hash:
             return unrecorded_answer(Code.DUPLICATE, request.stan)

@@ -24,6 +24,9 @@ RETURNING terminal_id, local_date, stan, request_hash, txn_type, transaction_id,
 
 # txn_type of the row a reversal leaves in its original's place when it arrives first.
 BLOCKED = "blocked"
+# request_hash of a row whose request identity is not known (blocked rows, and rows
+# schema/004_request_identity.sql could not recompute).
+UNKNOWN_IDENTITY = b""
 
 
 @dataclass(frozen=True, slots=True)
