@@ -130,6 +130,7 @@ def decide_refund(
 class AfterPin:
     code: Code
     balance: int  # the account's balance after this request
+    pin_failures: int  # the card's PIN-failure count after this request
 
 
 def decide_after_pin(
@@ -138,21 +139,27 @@ def decide_after_pin(
     amount: int | None,
     card_status: str,
     pin_failures: int,
+    pin_try: int,
     account_status: str,
     balance: int,
 ) -> AfterPin:
     """The answer to a request whose PIN was right, judged on the card and account as they
-    are at the moment of the debit (rows locked): a card lost or locked since it was first
-    read is still refused, and a purchase never takes the balance below zero."""
+    are at the moment of the debit (rows locked): a card lost or frozen since it was first
+    read is still refused, and a purchase never takes the balance below zero. The one
+    decision for a lone request and for every request of a group commit.
+
+    Every try is counted before its hash (`pin_try`: the count this request's own try
+    took the card to), so a right PIN cannot come from a locked card. It forgives the
+    tries counted up to and including its own, whatever the answer; tries counted after
+    it (`pin_failures` now, above `pin_try`: requests still being checked elsewhere) stay."""
+    after = max(0, pin_failures - pin_try)
     if card_status != "active":
-        return AfterPin(Code.LOST_CARD, balance)
-    if pin_failures >= MAX_PIN_FAILURES:
-        return AfterPin(Code.PIN_TRIES_EXCEEDED, balance)
+        return AfterPin(Code.LOST_CARD, balance, after)
     if account_status != "active":
-        return AfterPin(Code.RESTRICTED_CARD, balance)
+        return AfterPin(Code.RESTRICTED_CARD, balance, after)
     if txn_type == "purchase":
         assert amount is not None
         if amount > balance:
-            return AfterPin(Code.INSUFFICIENT_FUNDS, balance)
-        return AfterPin(Code.APPROVED, balance - amount)
-    return AfterPin(Code.APPROVED, balance)
+            return AfterPin(Code.INSUFFICIENT_FUNDS, balance, after)
+        return AfterPin(Code.APPROVED, balance - amount, after)
+    return AfterPin(Code.APPROVED, balance, after)

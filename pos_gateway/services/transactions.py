@@ -25,10 +25,11 @@ from pos_gateway.domain.decisions import (
     MerchantStanding,
     decide_before_pin,
     decide_refund,
+    decide_wrong_pin,
 )
 from pos_gateway.metrics import Metrics
 from pos_gateway.security.pins import PinBlockError, PinHasher, decipher_pin_block
-from pos_gateway.services.group_commit import GroupCommitter
+from pos_gateway.services.group_commit import GroupCommitter, decide_good_pin
 from pos_gateway.store import people
 from pos_gateway.store import transactions as store
 from pos_gateway.store.transactions import (
@@ -285,28 +286,50 @@ class TransactionService:
     ) -> StoredAnswer:
         assert request.pin_block is not None and request.pan is not None
         pan = request.pan
-        pin_ok = await self._pin_matches(terminal, request.pin_block, pan, card["pin_hash"])
-        log.debug("pin_checked", pan=pan, ok=pin_ok)
-        if not pin_ok:
-            return await store.record_wrong_pin(
-                self._pool, *common, card["card_id"], request.amount, MAX_PIN_FAILURES
-            )
-        if self._group_commit is not None:
-            key, request_hash, txn_type, merchant_id = common
-            return await self._group_commit.submit(
-                GoodPinRequest(
-                    key, request_hash, txn_type, merchant_id, card["card_id"], request.amount,
-                    _auth_code(),
-                )
+        key, request_hash, txn_type, merchant_id = common
+        pin_try = await self._claim_pin_try(terminal, request, common, card)
+        if isinstance(pin_try, StoredAnswer):
+            return pin_try
+        try:
+            pin_ok = await self._pin_matches(terminal, request.pin_block, pan, card["pin_hash"])
+            log.debug("pin_checked", pan=pan, ok=pin_ok)
+            if not pin_ok:
+                # The try is counted already: only the answer is left to record.
+                return await store.record_decline(
+                    self._pool, *common, card["card_id"], card["account_id"], request.amount,
+                    decide_wrong_pin(pin_try).value,
+                )  # fmt: skip
+            good = GoodPinRequest(
+                key, request_hash, txn_type, merchant_id, card["card_id"], request.amount,
+                _auth_code(), pin_try,
             )  # fmt: skip
-        return await store.record_after_good_pin(
-            self._pool,
-            *common,
-            card["card_id"],
-            request.amount,
-            _auth_code(),
-            MAX_PIN_FAILURES,
-        )
+            if self._group_commit is not None:
+                return await self._group_commit.submit(good)
+            return await store.record_good_pin(self._pool, good, decide_good_pin)
+        except DuplicateKey:
+            # A copy of this request (in another process) took the key while this one was
+            # checked: the copy's try is the one that counts.
+            await store.release_pin_try(self._pool, card["card_id"])
+            raise
+
+    async def _claim_pin_try(
+        self, terminal: Terminal, request: TransactionRequest, common: tuple, card: Any
+    ) -> int | StoredAnswer:
+        """Count this PIN try in the database before the hash, so that tries from every
+        process on this database add up (at most MAX_PIN_FAILURES between right PINs).
+        Returns the count the try took the card to, or the recorded decline of a card that
+        has no try left (locked by tries elsewhere since it was read)."""
+        key = common[0]
+        for _ in range(MAX_PIN_FAILURES + 1):
+            pin_try = await store.claim_pin_try(self._pool, card["card_id"], key, MAX_PIN_FAILURES)
+            if pin_try is not None:
+                return pin_try
+            card = await people.get_card(self._pool, request.pan)
+            decline = self._decline_before_pin(terminal, request, card, True)
+            if decline is not None:
+                return await self._record_card_decline(common, card, request, decline)
+        # The count keeps changing under us (resets racing tries): give up; 96.
+        raise RuntimeError("PIN-failure count of the card changing too fast to take a try")
 
     async def _pin_matches(
         self, terminal: Terminal, pin_block: bytes, pan: str, pin_hash: str

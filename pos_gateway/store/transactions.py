@@ -14,8 +14,6 @@ from uuid import UUID
 
 import asyncpg
 
-from pos_gateway.domain.decisions import MAX_PIN_FAILURES
-
 _RETURNING = """
 RETURNING terminal_id, local_date, stan, request_hash, txn_type, transaction_id, rrn,
           amount, balance, response_code, auth_code
@@ -105,7 +103,7 @@ async def record_decline(
     amount: int | None,
     response_code: str,
 ) -> StoredAnswer:
-    """A decline decided before any money moved (03, 13, 14, 41, 54, 57, 62, 75)."""
+    """A decline decided before any money moved (03, 13, 14, 41, 54, 55, 57, 62, 75)."""
     return await _write(
         pool,
         f"""
@@ -127,127 +125,40 @@ async def record_decline(
     )
 
 
-async def record_wrong_pin(
-    pool: asyncpg.Pool,
-    key: RequestKey,
-    request_hash: bytes,
-    txn_type: str,
-    merchant_id: str,
-    card_id: int,
-    amount: int | None,
-    max_failures: int,
-) -> StoredAnswer:
-    """Count the failure atomically; the try that reaches the limit answers 75, not 55."""
-    return await _write(
-        pool,
-        f"""
-        WITH failed AS (
-            UPDATE cards SET pin_failures = LEAST(pin_failures + 1, $9)
-            WHERE card_id = $7
-            RETURNING account_id, pin_failures
-        )
-        INSERT INTO transactions (terminal_id, local_date, stan, request_hash, txn_type,
-                                  merchant_id, card_id, account_id, amount, response_code)
-        SELECT $1, $2, $3, $4, $5, $6, $7, account_id, $8,
-               CASE WHEN pin_failures >= $9 THEN '75' ELSE '55' END
-        FROM failed
-        {_RETURNING}
-        """,
-        key.terminal_id,
-        key.local_date,
-        key.stan,
-        request_hash,
-        txn_type,
-        merchant_id,
-        card_id,
-        amount,
-        max_failures,
-    )
-
-
-# After a correct PIN. The card's standing is read again inside the statement, so a card
-# locked, lost or frozen since it was first read is still refused; the debit itself is
-# the conditional UPDATE, which cannot take the balance below zero under any concurrency.
-_AFTER_GOOD_PIN = """
-WITH card AS (
-    SELECT c.card_id, c.account_id, c.status, c.pin_failures, a.status AS account_status,
-           a.balance
-    FROM cards c JOIN individual_accounts a USING (account_id)
-    WHERE c.card_id = $7
-), account_lock AS (
-    -- The account before the card, the order group commit takes them in: no deadlock.
-    SELECT account_id FROM individual_accounts
-    WHERE account_id = (SELECT account_id FROM card)
-    FOR NO KEY UPDATE
-), pin_reset AS (
-    UPDATE cards SET pin_failures = 0
-    WHERE card_id = $7 AND pin_failures BETWEEN 1 AND $10 - 1
-      AND EXISTS (SELECT 1 FROM account_lock)
-), debit AS (
-    UPDATE individual_accounts SET balance = balance - $8
-    WHERE $5 = 'purchase' AND account_id = (SELECT account_id FROM card)
-      AND balance >= $8 AND status = 'active'
-      AND EXISTS (SELECT 1 FROM card WHERE status = 'active' AND pin_failures < $10)
-    RETURNING account_id, balance
-), decision AS (
-    SELECT card.account_id,
-           CASE WHEN card.status <> 'active' THEN '41'
-                WHEN card.pin_failures >= $10 THEN '75'
-                WHEN card.account_status <> 'active' THEN '62'
-                WHEN $5 = 'balance_inquiry' THEN '00'
-                WHEN EXISTS (SELECT 1 FROM debit) THEN '00'
-                ELSE '51' END AS code,
-           CASE WHEN $5 = 'balance_inquiry' THEN card.balance
-                ELSE (SELECT balance FROM debit) END AS balance
-    FROM card
-), txn AS (
-    INSERT INTO transactions (terminal_id, local_date, stan, request_hash, txn_type,
-                              merchant_id, card_id, account_id, amount, response_code,
-                              balance, auth_code)
-    SELECT $1, $2, $3, $4, $5, $6, $7, account_id,
-           CASE WHEN $5 = 'purchase' THEN $8 END, code,
-           CASE WHEN code = '00' THEN balance END,
-           CASE WHEN code = '00' THEN $9 END
-    FROM decision
-    RETURNING *
-), journal_line AS (
-    INSERT INTO journal (account_id, kind, amount, balance_after, transaction_id,
-                         terminal_id, merchant_id)
-    SELECT debit.account_id, 'purchase', -$8::bigint, debit.balance, txn.transaction_id,
-           txn.terminal_id, txn.merchant_id
-    FROM debit, txn
+# A PIN try is counted before its hash is checked, so that a burst of guesses spread over
+# several gateway processes cannot outrun the count: the UPDATE takes the card's row lock,
+# the one the good-PIN write (record_good_pin_batch) reads the count under. The limit is
+# enforced here as the conditional UPDATE; the answers are chosen in domain/decisions.py.
+_CLAIM_PIN_TRY = """
+WITH taken AS (
+    SELECT 1 FROM transactions WHERE terminal_id = $2 AND local_date = $3 AND stan = $4
+), claimed AS (
+    UPDATE cards SET pin_failures = pin_failures + 1
+    WHERE card_id = $1 AND pin_failures < $5 AND NOT EXISTS (SELECT 1 FROM taken)
+    RETURNING pin_failures
 )
-SELECT terminal_id, local_date, stan, request_hash, txn_type, transaction_id, rrn,
-       amount, balance, response_code, auth_code
-FROM txn
+SELECT EXISTS (SELECT 1 FROM taken) AS taken, (SELECT pin_failures FROM claimed) AS tries
 """
 
 
-async def record_after_good_pin(
-    pool: asyncpg.Pool,
-    key: RequestKey,
-    request_hash: bytes,
-    txn_type: str,
-    merchant_id: str,
-    card_id: int,
-    amount: int | None,
-    auth_code: str,
-    max_failures: int,
-) -> StoredAnswer:
-    """Purchase (debit + journal) or balance inquiry, with the PIN counter reset."""
-    return await _write(
-        pool,
-        _AFTER_GOOD_PIN,
-        key.terminal_id,
-        key.local_date,
-        key.stan,
-        request_hash,
-        txn_type,
-        merchant_id,
+async def claim_pin_try(
+    pool: asyncpg.Pool, card_id: int, key: RequestKey, max_failures: int
+) -> int | None:
+    """Count one PIN try on the card; return the count it took the card to, or None when
+    the card already has `max_failures`. Raises DuplicateKey when the request's key is
+    taken (a retransmission: nothing is counted, the stored answer is the answer)."""
+    row = await pool.fetchrow(_CLAIM_PIN_TRY, card_id, *_key_args(key), max_failures)
+    if row["taken"]:
+        raise DuplicateKey
+    return row["tries"]
+
+
+async def release_pin_try(pool: asyncpg.Pool, card_id: int) -> None:
+    """Give back a try that turned out to be a copy's (its key was taken while it was
+    being checked): the original's try is the one that counts."""
+    await pool.execute(
+        "UPDATE cards SET pin_failures = pin_failures - 1 WHERE card_id = $1 AND pin_failures > 0",
         card_id,
-        amount if amount is not None else 0,
-        auth_code,
-        max_failures,
     )
 
 
@@ -446,6 +357,7 @@ class GoodPinRequest:
     card_id: int
     amount: int | None
     auth_code: str
+    pin_try: int  # the PIN-failure count this request's try took the card to (claim_pin_try)
 
 
 _LOCK_AND_READ = """
@@ -454,7 +366,7 @@ SELECT c.card_id, c.account_id, c.status, c.pin_failures, a.status AS account_st
 FROM cards c JOIN individual_accounts a USING (account_id)
 WHERE c.card_id = ANY($1::bigint[])
 ORDER BY a.account_id, c.card_id
-FOR NO KEY UPDATE OF a
+FOR NO KEY UPDATE OF a, c
 """
 
 _WRITE_BATCH = f"""
@@ -480,9 +392,10 @@ WITH input AS (
           WHERE txn_type = 'purchase' AND response_code = '00'
           ORDER BY account_id, ord DESC) AS last
     WHERE a.account_id = last.account_id
-), pin_reset AS (
-    UPDATE cards SET pin_failures = 0
-    WHERE card_id = ANY($14::bigint[]) AND pin_failures > 0
+), pin_counts AS (
+    UPDATE cards c SET pin_failures = p.pin_failures
+    FROM unnest($14::bigint[], $15::int[]) AS p(card_id, pin_failures)
+    WHERE c.card_id = p.card_id AND c.pin_failures <> p.pin_failures
 ), journal_lines AS (
     INSERT INTO journal (account_id, kind, amount, balance_after, transaction_id,
                          terminal_id, merchant_id)
@@ -501,31 +414,31 @@ async def record_good_pin_batch(
 ) -> list[StoredAnswer]:
     """Decide and record many good-PIN requests in one transaction and one commit.
 
-    The accounts are locked in account order (two batches can never deadlock), then each
-    request is decided in arrival order against the running balance, so several purchases
-    on one card in one batch are judged exactly as if they had come one by one. Each
-    account row is written once, with its final balance; every approved purchase gets its
-    journal line with its own balance after. Raises DuplicateKey if any request's key was
-    taken meanwhile: the caller then falls back to one statement per request."""
+    The accounts and cards are locked in account order (two batches can never deadlock;
+    a PIN try counted meanwhile waits for the commit), then each request is decided by
+    `decide(request, card, balance, pin_failures) -> AfterPin` in arrival order against
+    the running balance and PIN-failure count, so several requests on one card in one
+    batch are judged exactly as if they had come one by one. Each account and card row is
+    written once, with its final value; every approved purchase gets its journal line with
+    its own balance after. Raises DuplicateKey if any request's key was taken meanwhile:
+    the caller then falls back to one request at a time."""
     async with conn.transaction():
         rows = await conn.fetch(_LOCK_AND_READ, list({r.card_id for r in requests}))
         cards = {row["card_id"]: row for row in rows}
         balances = {row["account_id"]: row["balance"] for row in rows}
+        failures = {row["card_id"]: row["pin_failures"] for row in rows}
         columns: list[list] = [[] for _ in range(13)]
-        resets: list[int] = []
         for ord_, request in enumerate(requests):
             card = cards[request.card_id]
-            outcome = decide(request, card, balances[card["account_id"]])
-            balances[card["account_id"]] = outcome.balance
+            account_id = card["account_id"]
+            outcome = decide(request, card, balances[account_id], failures[request.card_id])
+            balances[account_id] = outcome.balance
+            failures[request.card_id] = outcome.pin_failures
             approved = outcome.code == "00"
-            # The PIN was right, whatever the decision: the failure count starts over
-            # (unless the card got locked meanwhile).
-            if 0 < card["pin_failures"] < MAX_PIN_FAILURES:
-                resets.append(request.card_id)
             values = (
                 request.key.terminal_id, request.key.local_date, request.key.stan,
                 request.request_hash, request.txn_type, request.merchant_id, request.card_id,
-                card["account_id"],
+                account_id,
                 request.amount if request.txn_type == "purchase" else None,
                 outcome.code.value, outcome.balance if approved else None,
                 request.auth_code if approved else None, ord_,
@@ -533,7 +446,9 @@ async def record_good_pin_batch(
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
         try:
-            written = await conn.fetch(_WRITE_BATCH, *columns, resets)
+            written = await conn.fetch(
+                _WRITE_BATCH, *columns, list(failures), list(failures.values())
+            )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "transactions_pkey":
                 raise DuplicateKey from exc
@@ -543,6 +458,14 @@ async def record_good_pin_batch(
         StoredAnswer.from_row(by_key[(r.key.terminal_id, r.key.local_date, r.key.stan)])
         for r in requests
     ]
+
+
+async def record_good_pin(pool: asyncpg.Pool, request: GoodPinRequest, decide) -> StoredAnswer:
+    """One good-PIN request alone: a batch of one, so that a lone request and a group
+    commit are decided by the same function under the same locks."""
+    async with pool.acquire() as conn:
+        (answer,) = await record_good_pin_batch(conn, [request], decide)
+    return answer
 
 
 @dataclass(frozen=True, slots=True)
