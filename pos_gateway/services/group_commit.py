@@ -111,7 +111,7 @@ class GroupCommitter:
                 answers = await store.record_good_pin_batch(conn, requests, decide_good_pin)
         except DuplicateKey:
             # Rare (a retransmission racing its original in another batch or process):
-            # record one by one, each statement sorting out its own key.
+            # record one by one, each transaction sorting out its own key.
             await asyncio.gather(*(self._one_by_one(p) for p in batch))
             return
         except Exception as exc:

@@ -1,9 +1,10 @@
 """Terminal transactions: the idempotency record, the debit and the journal line.
 
-Each write here is ONE statement, hence one transaction and one commit: the record of
-the request, the balance change and the journal line either all exist or none does.
-A retransmission racing its original hits the primary key (terminal, local date,
-STAN); the loser's statement rolls back whole and the stored answer is read instead.
+Each write here is one transaction (one statement where nothing needs deciding between
+a read and a write): the record of the request, the balance change and the journal line
+either all exist or none does. A retransmission racing its original hits the primary
+key (terminal, local date, STAN); the loser rolls back whole and the stored answer is
+read instead.
 """
 
 from __future__ import annotations
