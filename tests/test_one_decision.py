@@ -52,22 +52,37 @@ async def _after(db, card_id: int, account_id: int) -> tuple[int, int]:
     return failures, balance
 
 
+def _seen(state: tuple, stale: bool) -> dict:
+    """The card as the lone writer last read it: right, or wrong in every respect (it then
+    finds out under the locks and decides again)."""
+    card_status, failures, account_status, balance, _ = state
+    if not stale:
+        return {"status": card_status, "pin_failures": failures,
+                "account_status": account_status, "balance": balance}  # fmt: skip
+    return {
+        "status": "lost" if card_status == "active" else "active",
+        "pin_failures": (failures + 1) % 4,
+        "account_status": "frozen" if account_status == "active" else "active",
+        "balance": balance + 7,
+    }
+
+
+PATHS = ("lone", "lone_stale", "batch")
+
+
 @pytest.mark.usefixtures("ledger_clean")
 async def test_lone_and_batched_writes_decide_the_whole_grid_alike(
-    world: World, db, database_url: str
+    world: World, db, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     terminal = await world.terminal()
     tid = terminal.config.terminal_id
     merchant = await db.fetchval("SELECT merchant_id FROM terminals WHERE terminal_id = $1", tid)
-    cards = {
-        path: [await _card_in_state(world, db, state) for state in GRID]
-        for path in ("lone", "batch")
-    }
+    cards = {path: [await _card_in_state(world, db, state) for state in GRID] for path in PATHS}
 
     def request(n: int, path: str) -> GoodPinRequest:
         txn_type = GRID[n][4]
         return GoodPinRequest(
-            key=RequestKey(tid, date.today(), f"{n + (0 if path == 'lone' else 500):06d}"),
+            key=RequestKey(tid, date.today(), f"{n + 200 * PATHS.index(path):06d}"),
             request_hash=secrets.token_bytes(32),
             txn_type=txn_type,
             merchant_id=merchant,
@@ -75,29 +90,41 @@ async def test_lone_and_batched_writes_decide_the_whole_grid_alike(
             amount=AMOUNT if txn_type == "purchase" else None,
             auth_code="123456",
             pin_try=1,
+            seen=None if path == "batch" else _seen(GRID[n], path == "lone_stale"),
         )
 
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     try:
-        lone = [
-            await store.record_good_pin(pool, request(n, "lone"), decide_good_pin)
-            for n in range(len(GRID))
-        ]
+        batch_write = store.record_good_pin_batch
+
+        def no_batch(*args: object) -> None:
+            raise AssertionError("a lone request went the batch way")
+
+        # A lone request is written by its own single statement, stale or not.
+        monkeypatch.setattr(store, "record_good_pin_batch", no_batch)
+        answers = {
+            path: [
+                await store.record_good_pin(pool, request(n, path), decide_good_pin)
+                for n in range(len(GRID))
+            ]
+            for path in ("lone", "lone_stale")
+        }
         async with pool.acquire() as conn:
-            batch = await store.record_good_pin_batch(
+            answers["batch"] = await batch_write(
                 conn, [request(n, "batch") for n in range(len(GRID))], decide_good_pin
             )
     finally:
         await pool.close()
 
     for n, state in enumerate(GRID):
-        one, many = lone[n], batch[n]
-        assert (one.response_code, one.balance, one.amount) == (
-            many.response_code, many.balance, many.amount,
-        ), state  # fmt: skip
-        assert await _after(db, *cards["lone"][n]) == await _after(db, *cards["batch"][n]), state
+        outcomes = {
+            path: (answers[path][n].response_code, answers[path][n].balance,
+                   answers[path][n].amount, await _after(db, *cards[path][n]))
+            for path in PATHS
+        }  # fmt: skip
+        assert outcomes["lone"] == outcomes["lone_stale"] == outcomes["batch"], state
     # The grid reaches every answer a good PIN can get.
-    assert {a.response_code for a in lone} == {"00", "41", "51", "62"}
+    assert {a.response_code for a in answers["batch"]} == {"00", "41", "51", "62"}
 
 
 @pytest.mark.parametrize("state", GRID)

@@ -106,3 +106,35 @@ async def test_a_right_pin_forgives_its_own_try_but_not_a_later_one(
     assert answer.body["response_code"] == "00"
     failures = await db.fetchval("SELECT pin_failures FROM cards WHERE pan = $1", card["pan"])
     assert failures == 1
+
+
+async def test_two_gateways_never_overdraw_one_card(
+    aiohttp_client: Any, settings: Settings, world: World, client: TestClient, db
+) -> None:
+    """Each gateway decides on the card as it read it; the write finds out under the locks
+    when the other one moved the balance, and decides again."""
+    other = await aiohttp_client(create_app(settings))
+    merchant = await world.merchant()
+    terminals = [await world.terminal(merchant) for _ in range(8)]
+    card = await world.card(balance=10_000)
+    senders = [
+        _on(client if i % 2 else other, terminal, 1 + 100 * i)
+        for i, terminal in enumerate(terminals)
+    ]
+
+    answers = await asyncio.gather(
+        *(
+            s.transact("purchase", pan=card["pan"], pin="4321", amount=700)
+            for s in senders
+            for _ in range(5)
+        )
+    )
+
+    codes = Counter(answer.body["response_code"] for _, answer in answers)
+    assert codes == {"00": 14, "51": 26}  # 14 x 7.00 of 100.00 fit
+    approved = sorted(a.body["balance"] for _, a in answers if a.body["response_code"] == "00")
+    assert approved == [200 + 700 * i for i in range(14)]
+    balance = await db.fetchval(
+        "SELECT balance FROM individual_accounts WHERE account_id = $1", card["account_id"]
+    )
+    assert balance == 200

@@ -99,8 +99,8 @@ class GroupCommitter:
 
     async def _flush(self, batch: list[_Pending]) -> None:
         if len(batch) == 1:
-            # Alone (light load, or the PIN hash is the bottleneck): a DuplicateKey needs
-            # no second attempt.
+            # Alone (light load, or the PIN hash is the bottleneck): one statement is one
+            # round trip, where a batch transaction takes four.
             if await self._one_by_one(batch[0]):
                 self.batches += 1
                 self.requests += 1
@@ -124,7 +124,7 @@ class GroupCommitter:
             pending.settle(answer)
 
     async def _one_by_one(self, pending: _Pending) -> bool:
-        """Record one request as a batch of its own; False when it failed (its waiters
+        """Record one request alone (store.record_good_pin); False when it failed (its waiters
         then have the exception, DuplicateKey included: the caller re-reads the key)."""
         try:
             answer = await store.record_good_pin(self._pool, pending.request, decide_good_pin)

@@ -299,9 +299,15 @@ class TransactionService:
                     self._pool, *common, card["card_id"], card["account_id"], request.amount,
                     decide_wrong_pin(pin_try).value,
                 )  # fmt: skip
+            # Decided first on the card as read before the hash, its try counted; the write
+            # checks that under the locks and decides again if anything moved meanwhile.
+            seen = {
+                "status": card["status"], "pin_failures": pin_try,
+                "account_status": card["account_status"], "balance": card["balance"],
+            }  # fmt: skip
             good = GoodPinRequest(
                 key, request_hash, txn_type, merchant_id, card["card_id"], request.amount,
-                _auth_code(), pin_try,
+                _auth_code(), pin_try, seen,
             )  # fmt: skip
             if self._group_commit is not None:
                 return await self._group_commit.submit(good)

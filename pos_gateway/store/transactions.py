@@ -9,8 +9,10 @@ read instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -359,6 +361,9 @@ class GoodPinRequest:
     amount: int | None
     auth_code: str
     pin_try: int  # the PIN-failure count this request's try took the card to (claim_pin_try)
+    # The card and account as last read (status, pin_failures, account_status, balance):
+    # what a request written alone is decided on first (record_good_pin).
+    seen: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 _LOCK_AND_READ = """
@@ -461,9 +466,85 @@ async def record_good_pin_batch(
     ]
 
 
+# One good-PIN request alone, in one statement: the decision is taken in Python
+# (domain/decisions.py) on the card and account as last read, and written here only if
+# they are still exactly that under the rows' locks ($12-$15: card status, PIN-failure
+# count, account status, balance). Otherwise nothing is written and the locked state
+# comes back, to be decided on again. SQL guards the decision, it never makes one.
+_GOOD_PIN_ALONE = f"""
+WITH locked AS (
+    SELECT c.card_id, c.account_id, c.status, c.pin_failures, a.status AS account_status,
+           a.balance
+    FROM cards c JOIN individual_accounts a USING (account_id)
+    WHERE c.card_id = $7
+    FOR NO KEY UPDATE OF a, c
+), ok AS (
+    SELECT * FROM locked
+    WHERE status = $12 AND pin_failures = $13 AND account_status = $14 AND balance = $15
+), debit AS (
+    UPDATE individual_accounts a SET balance = $10
+    FROM ok WHERE a.account_id = ok.account_id AND a.balance <> $10
+), pin_count AS (
+    UPDATE cards c SET pin_failures = $16
+    FROM ok WHERE c.card_id = ok.card_id AND c.pin_failures <> $16
+), txn AS (
+    INSERT INTO transactions (terminal_id, local_date, stan, request_hash, txn_type,
+                              merchant_id, card_id, account_id, amount, response_code,
+                              balance, auth_code)
+    SELECT $1, $2, $3, $4, $5, $6, $7, ok.account_id, $8, $9,
+           CASE WHEN $11::text IS NOT NULL THEN $10 END, $11
+    FROM ok
+    {_RETURNING}, merchant_id, account_id
+), journal_line AS (
+    INSERT INTO journal (account_id, kind, amount, balance_after, transaction_id,
+                         terminal_id, merchant_id)
+    SELECT txn.account_id, 'purchase', -txn.amount, txn.balance, txn.transaction_id,
+           txn.terminal_id, txn.merchant_id
+    FROM txn WHERE txn.txn_type = 'purchase' AND txn.response_code = '00'
+)
+SELECT locked.status AS locked_status, locked.pin_failures AS locked_pin_failures,
+       locked.account_status AS locked_account_status, locked.balance AS locked_balance,
+       txn.*
+FROM locked LEFT JOIN txn ON true
+"""
+
+_SEEN_ATTEMPTS = 3
+
+
 async def record_good_pin(pool: asyncpg.Pool, request: GoodPinRequest, decide) -> StoredAnswer:
-    """One good-PIN request alone: a batch of one, so that a lone request and a group
-    commit are decided by the same function under the same locks."""
+    """One good-PIN request alone: decided by `decide` (as record_good_pin_batch does) on
+    `request.seen`, written in one statement if the card and account are still as seen,
+    else decided again on their locked state. Without `seen`, or when the state keeps
+    changing, it is written as a batch of one."""
+    seen = request.seen
+    for _ in range(_SEEN_ATTEMPTS if seen is not None else 0):
+        assert seen is not None
+        outcome = decide(request, seen, seen["balance"], seen["pin_failures"])
+        approved = outcome.code == "00"
+        try:
+            row = await pool.fetchrow(
+                _GOOD_PIN_ALONE, *_key_args(request.key), request.request_hash,
+                request.txn_type, request.merchant_id, request.card_id,
+                request.amount if request.txn_type == "purchase" else None,
+                outcome.code.value, outcome.balance,
+                request.auth_code if approved else None,
+                seen["status"], seen["pin_failures"], seen["account_status"], seen["balance"],
+                outcome.pin_failures,
+            )  # fmt: skip
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "transactions_pkey":
+                raise DuplicateKey from exc
+            raise
+        if row is None:  # the card vanished: cards are never deleted
+            raise LookupError("card not found while recording the transaction")
+        if row["transaction_id"] is not None:
+            return StoredAnswer.from_row(row)
+        seen = {
+            "status": row["locked_status"],
+            "pin_failures": row["locked_pin_failures"],
+            "account_status": row["locked_account_status"],
+            "balance": row["locked_balance"],
+        }
     async with pool.acquire() as conn:
         (answer,) = await record_good_pin_batch(conn, [request], decide)
     return answer
