@@ -130,8 +130,9 @@ async def record_decline(
 
 # A PIN try is counted before its hash is checked, so that a burst of guesses spread over
 # several gateway processes cannot outrun the count: the UPDATE takes the card's row lock,
-# the one the good-PIN write (record_good_pin_batch) reads the count under. The limit is
-# enforced here as the conditional UPDATE; the answers are chosen in domain/decisions.py.
+# the one both good-PIN writes (record_good_pin, record_good_pin_batch) read the count
+# under. The limit is enforced here as the conditional UPDATE; the answers are chosen in
+# domain/decisions.py.
 _CLAIM_PIN_TRY = """
 WITH taken AS (
     SELECT 1 FROM transactions WHERE terminal_id = $2 AND local_date = $3 AND stan = $4
