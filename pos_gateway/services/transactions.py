@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -219,32 +220,46 @@ class TransactionService:
         needs_hash = decline is None or (
             decline == Code.INVALID_CARD and request.txn_type in PIN_TYPES
         )
-        if needs_hash and self._pin_pending >= self._pin_queue_max:
+        with self._pin_check_slot(needs_hash):
+            if decline == Code.INVALID_CARD and request.txn_type in PIN_TYPES:
+                # An unknown card costs one hash like a known one: timing must not tell
+                # which card numbers exist.
+                await self._verify_pin(None, "0000")
+            if decline is not None:
+                return await self._record_card_decline(common, card, request, decline)
+            assert card is not None and pan is not None and request.pin_block is not None
+            # PIN checks of one card take turns (in this process): a burst of guesses is
+            # counted one by one, so the lock after three wrong PINs holds for the burst too.
+            lock = self._card_locks.get(card["card_id"])
+            if lock is None:
+                lock = self._card_locks[card["card_id"]] = asyncio.Lock()
+            contended = lock.locked()
+            async with lock:
+                if contended:
+                    # Another request on this card went first: judge on the card as it left it.
+                    card = await people.get_card(self._pool, pan)
+                    decline = self._decline_before_pin(terminal, request, card, pan_ok)
+                    if decline is not None:
+                        return await self._record_card_decline(common, card, request, decline)
+                return await self._check_pin_and_record(terminal, request, common, card)
+
+    @contextlib.contextmanager
+    def _pin_check_slot(self, needed: bool) -> Iterator[None]:
+        """A place among the PIN checks waiting (queued behind a card's lock, counting
+        the try, or hashing), or Overloaded when `pin_queue_max` are waiting already."""
+        if not needed:
+            yield
+            return
+        if self._pin_pending >= self._pin_queue_max:
             # Shed before anything is recorded: the terminal's retry is a fresh request,
             # and PINs queued for seconds would only be answered after it gave up.
             self._metrics.shed.inc()
             raise Overloaded
-        if decline == Code.INVALID_CARD and request.txn_type in PIN_TYPES:
-            # An unknown card costs one hash like a known one: timing must not tell
-            # which card numbers exist.
-            await self._verify_pin(None, "0000")
-        if decline is not None:
-            return await self._record_card_decline(common, card, request, decline)
-        assert card is not None and pan is not None and request.pin_block is not None
-        # PIN checks of one card take turns (in this process): a burst of guesses is
-        # counted one by one, so the lock after three wrong PINs holds for the burst too.
-        lock = self._card_locks.get(card["card_id"])
-        if lock is None:
-            lock = self._card_locks[card["card_id"]] = asyncio.Lock()
-        contended = lock.locked()
-        async with lock:
-            if contended:
-                # Another request on this card went first: judge on the card as it left it.
-                card = await people.get_card(self._pool, pan)
-                decline = self._decline_before_pin(terminal, request, card, pan_ok)
-                if decline is not None:
-                    return await self._record_card_decline(common, card, request, decline)
-            return await self._check_pin_and_record(terminal, request, common, card)
+        self._pin_pending += 1
+        try:
+            yield
+        finally:
+            self._pin_pending -= 1
 
     async def _record_card_decline(
         self, common: tuple, card: Any, request: TransactionRequest, decline: Code
@@ -352,11 +367,9 @@ class TransactionService:
     async def _verify_pin(self, pin_hash: str | None, pin: str) -> bool:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        self._pin_pending += 1
         try:
             if pin_hash is None:
                 return await loop.run_in_executor(self._pin_executor, self._pins.dummy_verify, pin)
             return await loop.run_in_executor(self._pin_executor, self._pins.verify, pin_hash, pin)
         finally:
-            self._pin_pending -= 1
             self._metrics.pin_verify.observe(time.perf_counter() - started)
