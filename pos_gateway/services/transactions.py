@@ -341,6 +341,7 @@ class TransactionService:
         Returns the count the try took the card to, or the recorded decline of a card that
         has no try left (locked by tries elsewhere since it was read)."""
         key = common[0]
+        assert request.pan is not None
         for _ in range(MAX_PIN_FAILURES + 1):
             pin_try = await store.claim_pin_try(self._pool, card["card_id"], key, MAX_PIN_FAILURES)
             if pin_try is not None:
