@@ -4,14 +4,18 @@ transport would drive it: a terminal id, a MAC check, a parsed request."""
 from __future__ import annotations
 
 import ast
+import io
 import json
 from pathlib import Path
 
 import pytest
+import structlog
 
+from pos_gateway.domain.cards import mask_pan
 from pos_gateway.errors import BadRequest
 from pos_gateway.http.state import METRICS, SERVICES
 from pos_gateway.http.validation import parse_transaction
+from pos_gateway.logs import configure_logging
 from pos_gateway.services.terminal import TerminalAuth
 
 from .conftest import World
@@ -134,3 +138,24 @@ def test_no_http_module_imports_the_store() -> None:
             if any(n.startswith("pos_gateway.store") for n in names):
                 offenders.append(path.name)
     assert offenders == []
+
+
+async def test_the_one_log_line_names_the_transport_and_masks_the_pan(world: World, client) -> None:
+    terminal = await world.terminal()
+    card = await world.card()
+    body = terminal.transaction_body("balance_inquiry", pan=card["pan"], pin="4321")
+    stream = io.StringIO()
+    configure_logging("info", stream=stream)
+    try:
+        structlog.contextvars.clear_contextvars()  # as a listener's fresh task starts
+        await client.app[SERVICES].terminal.transaction(
+            _auth(terminal.config.terminal_id, terminal.config.mac_key), _parsed(body), None
+        )
+    finally:
+        configure_logging("info")
+
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    (line,) = [x for x in lines if x["event"] == "transaction"]
+    assert line["transport"] == "iso8583" and line["terminal_id"] == terminal.config.terminal_id
+    assert line["response_code"] == "00" and line["pan"] == mask_pan(card["pan"])
+    assert card["pan"] not in stream.getvalue() and body["pin_block"] not in stream.getvalue()

@@ -90,6 +90,7 @@ class TerminalFrontDoor:
         """A financial request (or the error that kept it from parsing): authenticate,
         process, answer. Database trouble and overload are 91, anything unexpected 96."""
         started = time.perf_counter()
+        structlog.contextvars.bind_contextvars(terminal_id=auth.terminal_id)
         txn_type, stan, pan = "unknown", None, None
         checked: _Authenticated | None = None
         outcome: TerminalOutcome
