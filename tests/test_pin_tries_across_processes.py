@@ -10,12 +10,15 @@ import time
 from collections import Counter
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
 from pos_gateway.app import create_app
 from pos_gateway.http.state import SERVICES
 from pos_gateway.settings import Settings
+from pos_gateway.store import transactions as store
+from pos_gateway.store.transactions import DuplicateKey, RequestKey
 from terminal_sim.client import Terminal
 from terminal_sim.protocol import StanCounter
 
@@ -138,3 +141,31 @@ async def test_two_gateways_never_overdraw_one_card(
         "SELECT balance FROM individual_accounts WHERE account_id = $1", card["account_id"]
     )
     assert balance == 200
+
+
+async def test_a_try_is_counted_once_and_not_for_a_stored_request(
+    world: World, db, database_url: str
+) -> None:
+    terminal = await world.terminal()
+    card = await world.card()
+    _, first = await terminal.transact("balance_inquiry", pan=card["pan"], pin="4321")
+    card_id = await db.fetchval("SELECT card_id FROM cards WHERE pan = $1", card["pan"])
+    local_date = await db.fetchval(
+        "SELECT local_date FROM transactions WHERE rrn = $1", first.body["rrn"]
+    )
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        fresh = RequestKey(terminal.config.terminal_id, local_date, "999999")
+        tries = [await store.claim_pin_try(pool, card_id, fresh, 3) for _ in range(4)]
+        # The claim's own commit did not wait for the disk; the session still does.
+        session_commit = await pool.fetchval("SHOW synchronous_commit")
+        stored = RequestKey(terminal.config.terminal_id, local_date, first.body["stan"])
+        with pytest.raises(DuplicateKey):
+            await store.claim_pin_try(pool, card_id, stored, 3)
+        await store.release_pin_try(pool, card_id)
+    finally:
+        await pool.close()
+
+    assert tries == [1, 2, 3, None]
+    assert session_commit == "on"
+    assert await db.fetchval("SELECT pin_failures FROM cards WHERE card_id = $1", card_id) == 2

@@ -133,6 +133,11 @@ async def record_decline(
 # the one both good-PIN writes (record_good_pin, record_good_pin_batch) read the count
 # under. The limit is enforced here as the conditional UPDATE; the answers are chosen in
 # domain/decisions.py.
+# Its commit does not wait for the disk (synchronous_commit off for this transaction
+# only): an answer that tells the hash's outcome leaves only after a later synchronous
+# commit (the decline, the debit), which flushes the WAL up to it, this try included; a
+# crash before that loses a try whose outcome nobody was told. Waiting would cost a WAL
+# flush per PIN request, the very commit group commit is there to share.
 _CLAIM_PIN_TRY = """
 WITH taken AS (
     SELECT 1 FROM transactions WHERE terminal_id = $2 AND local_date = $3 AND stan = $4
@@ -141,7 +146,8 @@ WITH taken AS (
     WHERE card_id = $1 AND pin_failures < $5 AND NOT EXISTS (SELECT 1 FROM taken)
     RETURNING pin_failures
 )
-SELECT EXISTS (SELECT 1 FROM taken) AS taken, (SELECT pin_failures FROM claimed) AS tries
+SELECT EXISTS (SELECT 1 FROM taken) AS taken, (SELECT pin_failures FROM claimed) AS tries,
+       set_config('synchronous_commit', 'off', true) AS commit_mode
 """
 
 
