@@ -16,6 +16,7 @@ import asyncpg
 import structlog
 
 from pos_gateway.domain.cards import luhn_valid
+from pos_gateway.domain.coverage import coverage_on
 from pos_gateway.domain.decisions import (
     MAX_PIN_FAILURES,
     MESSAGES,
@@ -26,10 +27,11 @@ from pos_gateway.domain.decisions import (
     decide_before_pin,
     decide_refund,
 )
+from pos_gateway.domain.split import Line, Settlement, Split, decide_settlement, items_decline
 from pos_gateway.metrics import Metrics
 from pos_gateway.security.pins import PinBlockError, PinHasher, decipher_pin_block
 from pos_gateway.services.group_commit import GroupCommitter
-from pos_gateway.store import people
+from pos_gateway.store import people, settlement
 from pos_gateway.store import transactions as store
 from pos_gateway.store.transactions import (
     BLOCKED,
@@ -67,6 +69,8 @@ class TransactionRequest:
     original_rrn: str | None = None  # refund
     original_stan: str | None = None  # reversal
     original_local_date: date | None = None  # reversal, when the terminal sends it
+    items: tuple[tuple[str, int, int], ...] | None = None  # itemised: (code, quantity, price)
+    account_max: int | None = None  # itemised: the most the individual account pays
 
 
 class Overloaded(Exception):
@@ -77,8 +81,9 @@ def _auth_code() -> str:
     return f"{secrets.randbelow(1_000_000):06d}"
 
 
-def render(answer: StoredAnswer) -> dict[str, Any]:
-    """The business answer, built only from the stored row so a replay is identical."""
+def render(answer: StoredAnswer, split: Split | None = None) -> dict[str, Any]:
+    """The business answer, built only from the stored row (and the stored split of an
+    itemised request) so a replay is identical."""
     out: dict[str, Any] = {
         "response_code": answer.response_code,
         "approved": answer.response_code == Code.APPROVED,
@@ -89,10 +94,13 @@ def render(answer: StoredAnswer) -> dict[str, Any]:
     if answer.auth_code is not None:
         out["auth_code"] = answer.auth_code
     if answer.amount is not None:
-        out["amount"] = answer.amount
+        # An itemised purchase's row holds the account part; the answer names the total.
+        out["amount"] = split.total if split is not None else answer.amount
     if answer.balance is not None:
         out["balance"] = answer.balance
     out["transaction_id"] = str(answer.transaction_id)
+    if split is not None:
+        out["split"] = split.as_json()
     return out
 
 
@@ -148,6 +156,8 @@ class TransactionService:
             return render(stored)
         if stored.request_hash != request.content_hash:
             return unrecorded_answer(Code.DUPLICATE, request.stan)
+        if request.items is not None and stored.response_code == Code.APPROVED:
+            return render(stored, await settlement.split_of(self._pool, stored.transaction_id))
         return render(stored)
 
     async def _decide_and_record(
@@ -184,6 +194,12 @@ class TransactionService:
                 return await store.record_decline(
                     self._pool, *common, None, None, request.amount, decline.value
                 )
+            if await settlement.itemised_original(self._pool, request.original_rrn):
+                # Whole or nothing, with the fund share and accumulators given back.
+                return await settlement.record_itemised_refund(
+                    self._pool, common[0], request.content_hash, terminal.merchant_id,
+                    request.original_rrn, request.amount, _auth_code(), request.pan,
+                )  # fmt: skip
             return await store.record_refund(
                 self._pool,
                 *common,
@@ -211,6 +227,8 @@ class TransactionService:
         else:
             card = await people.get_card(self._pool, pan)
         decline = self._decline_before_pin(terminal, request, card, pan_ok)
+        if decline is None and request.items is not None:
+            decline = await self._items_decline(request)
         needs_hash = decline is None or (
             decline == Code.INVALID_CARD and request.txn_type in PIN_TYPES
         )
@@ -225,7 +243,7 @@ class TransactionService:
             await self._verify_pin(None, "0000")
         if decline is not None:
             return await self._record_card_decline(common, card, request, decline)
-        assert card is not None and pan is not None and request.pin_block is not None
+        assert card is not None and pan is not None
         # PIN checks of one card take turns (in this process): a burst of guesses is
         # counted one by one, so the lock after three wrong PINs holds for the burst too.
         lock = self._card_locks.get(card["card_id"])
@@ -279,14 +297,18 @@ class TransactionService:
     async def _check_pin_and_record(
         self, terminal: Terminal, request: TransactionRequest, common: tuple, card: Any
     ) -> StoredAnswer:
-        assert request.pin_block is not None and request.pan is not None
+        assert request.pan is not None
         pan = request.pan
+        if request.pin_block is None:  # a settlement trial sent without a PIN
+            return await self._record_itemised(request, common, card, pin_checked=False)
         pin_ok = await self._pin_matches(terminal, request.pin_block, pan, card["pin_hash"])
         log.debug("pin_checked", pan=pan, ok=pin_ok)
         if not pin_ok:
             return await store.record_wrong_pin(
                 self._pool, *common, card["card_id"], request.amount, MAX_PIN_FAILURES
             )
+        if request.items is not None:
+            return await self._record_itemised(request, common, card, pin_checked=True)
         if self._group_commit is not None:
             key, request_hash, txn_type, merchant_id = common
             return await self._group_commit.submit(
@@ -303,6 +325,46 @@ class TransactionService:
             _auth_code(),
             MAX_PIN_FAILURES,
         )
+
+    async def _items_decline(self, request: TransactionRequest) -> Code | None:
+        assert request.items is not None and request.amount is not None
+        known = await settlement.catalogue_items(self._pool, [c for c, _, _ in request.items])
+        return items_decline(request.amount, request.items, known, self._max_amount)
+
+    async def _record_itemised(
+        self, request: TransactionRequest, common: tuple, card: Any, *, pin_checked: bool
+    ) -> StoredAnswer:
+        """Itemised purchase or settlement trial: its own one-transaction write path (not
+        the group commit), person locked before account; see store/settlement.py."""
+        assert request.items is not None and request.amount is not None
+        key, request_hash, txn_type, merchant_id = common
+        today = self._today()
+        items = request.items
+
+        def decide(state: settlement.ItemisedState) -> Settlement:
+            return decide_settlement(
+                txn_type=txn_type,
+                lines=[Line(state.catalogue[code], qty, price) for code, qty, price in items],
+                covered=coverage_on(today, state.paid_months, state.suspensions).covered,
+                policy=state.policy,
+                used=state.used,
+                card_status=state.card_status,
+                pin_failures=state.pin_failures,
+                account_status=state.account_status,
+                balance=state.balance,
+                account_max=request.account_max,
+                daily=state.daily,
+            )
+
+        stored, _ = await settlement.record_itemised(
+            self._pool,
+            settlement.ItemisedRequest(
+                key, request_hash, txn_type, merchant_id, card["card_id"], request.amount,
+                items, request.account_max, _auth_code(), pin_checked, today,
+            ),
+            decide,
+        )  # fmt: skip
+        return stored
 
     async def _pin_matches(
         self, terminal: Terminal, pin_block: bytes, pan: str, pin_hash: str
