@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
 from .conftest import World
+from .helpers import run_demo_data
 from .insurance_helpers import business_today, contribute, this_month
 
 pytestmark = pytest.mark.usefixtures("ledger_clean")
@@ -382,3 +384,22 @@ async def test_catalogue_and_policy_loading_all_or_nothing(world: World, db) -> 
     bad_policy = {"policies": [PHARMACY, {**HOSPITAL, "fund_ratio_bp": 10_001}]}
     refused = await world.admin("/v1/admin/policies", bad_policy, status=400)
     assert "line 2" in refused["error"]["message"]
+
+
+async def test_demo_world_has_catalogue_policies_and_coverage(
+    demo: dict[str, Any], db, tmp_path: Path
+) -> None:
+    categories = {item["category"] for item in demo["catalogue"]}
+    assert categories == {"A", "B", "C"} and len(demo["catalogue"]) >= 24
+    assert all(item["self_pay_bp"] > 0 for item in demo["catalogue"] if item["category"] == "B")
+    policy = demo["policy"]
+    assert set(policy) == {"pharmacy", "hospital"} and policy["pharmacy"] != policy["hospital"]
+    assert policy["pharmacy"]["deductible"] > 0
+    covered = {card["alias"]: card["covered"] for card in demo["cards"]}
+    assert covered["card-10"] is False
+    assert covered["card-01"] is True and covered["card-05"] is True
+    # demo-data writes no itemised purchase of its own (a rerun adds no split).
+    before = await db.fetchval("SELECT count(*) FROM settlement_splits")
+    again = await run_demo_data(tmp_path / "again.json")
+    assert await db.fetchval("SELECT count(*) FROM settlement_splits") == before
+    assert again["policy"] == demo["policy"] and again["catalogue"] == demo["catalogue"]
