@@ -315,6 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no live progress line")
     p.add_argument("--seed", type=int, help="seed for the choice of types and cards")
+    p.add_argument(
+        "--itemised-share",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="share of purchases sent itemised, 0 to 1 (default 0): 1 to 3 lines from the "
+        "demo catalogue, counted apart as purchase_itemised (DESIGN §10)",
+    )
 
     p = sub.add_parser(
         "scenario",
@@ -551,6 +559,7 @@ async def _load(args: argparse.Namespace) -> int:
         amount_fen=args.amount,
         timeout_s=args.timeout,
         seed=args.seed,
+        itemised_share=args.itemised_share,
     )
     console = Console()
     report = await run_load(config, world, progress=sys.stdout.isatty() and not args.quiet)
