@@ -331,6 +331,39 @@ async def test_daily_limits_61_and_65_and_a_reversal_gives_back(world: World) ->
         await set_policies(world)
 
 
+async def test_daily_limits_hold_for_plain_purchases_too(world: World, db) -> None:
+    codes = await catalogue(world)
+    terminal = await world.terminal()
+    hospital = await world.terminal(kind="hospital")
+    card = await world.card(balance=100_000)
+    try:
+        await set_policies(world, daily_amount_limit=5000, daily_count_limit=3)
+        body, first = await terminal.transact("purchase", pan=card["pan"], pin=card["pin"],
+                                              amount=3000)  # fmt: skip
+        assert first.body["response_code"] == "00"
+        # A hospital purchase (no limits in its policy) still counts for the card's day.
+        _, elsewhere = await hospital.transact("purchase", pan=card["pan"], pin=card["pin"],
+                                               amount=1000)  # fmt: skip
+        assert elsewhere.body["response_code"] == "00"
+        _, over = await terminal.transact("purchase", pan=card["pan"], pin=card["pin"],
+                                          amount=1001)  # fmt: skip
+        assert over.body["response_code"] == "61"
+        _, fits = await itemised(terminal, card, items((codes["C"], 1, 1000)))
+        assert fits.body["response_code"] == "00"
+        _, fourth = await terminal.transact("purchase", pan=card["pan"], pin=card["pin"],
+                                            amount=1)  # fmt: skip
+        assert fourth.body["response_code"] == "65"
+        await terminal.transact("reversal", original_stan=body["stan"])
+        _, after = await terminal.transact("purchase", pan=card["pan"], pin=card["pin"],
+                                           amount=3000)  # fmt: skip
+        assert after.body["response_code"] == "00", after.body
+        balance = await db.fetchval("SELECT balance FROM individual_accounts WHERE ssn = $1",
+                                    card["ssn"])  # fmt: skip
+        assert balance == 100_000 - 1000 - 1000 - 3000
+    finally:
+        await set_policies(world)
+
+
 async def test_many_terminals_one_person_the_annual_cap_holds(world: World, db) -> None:
     await set_policies(world, deductible=0, annual_cap=50_000, fund_ratio_bp=10_000)
     codes = await catalogue(world)

@@ -24,6 +24,7 @@ from pos_gateway.domain.decisions import (
     CardStanding,
     Code,
     MerchantStanding,
+    decide_after_pin,
     decide_before_pin,
     decide_refund,
 )
@@ -43,6 +44,7 @@ from pos_gateway.store.transactions import (
 )
 
 log = structlog.get_logger("pos_gateway.transactions")
+LIMITS_CACHE_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,7 @@ class TransactionService:
         self._card_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
+        self._limits_cache: dict[tuple[str, int], tuple[float, bool]] = {}
 
     async def process(
         self,
@@ -307,7 +310,9 @@ class TransactionService:
             return await store.record_wrong_pin(
                 self._pool, *common, card["card_id"], request.amount, MAX_PIN_FAILURES
             )
-        if request.items is not None:
+        if request.items is not None or (
+            request.txn_type == "purchase" and await self._daily_limits_apply(terminal)
+        ):
             return await self._record_itemised(request, common, card, pin_checked=True)
         if self._group_commit is not None:
             key, request_hash, txn_type, merchant_id = common
@@ -331,17 +336,43 @@ class TransactionService:
         known = await settlement.catalogue_items(self._pool, [c for c, _, _ in request.items])
         return items_decline(request.amount, request.items, known, self._max_amount)
 
+    async def _daily_limits_apply(self, terminal: Terminal) -> bool:
+        """Whether the merchant's policy sets daily limits per card this year. Cached a few
+        seconds per merchant (a policy load reaches the choice of path within that time):
+        asking on every purchase would cost the hot path a round trip."""
+        year = self._today().year
+        cache_key = (terminal.merchant_id, year)
+        cached = self._limits_cache.get(cache_key)
+        now = time.monotonic()
+        if cached is None or cached[0] < now:
+            limited = await settlement.has_daily_limits(self._pool, terminal.merchant_id, year)
+            cached = self._limits_cache[cache_key] = (now + LIMITS_CACHE_S, limited)
+        return cached[1]
+
     async def _record_itemised(
         self, request: TransactionRequest, common: tuple, card: Any, *, pin_checked: bool
     ) -> StoredAnswer:
-        """Itemised purchase or settlement trial: its own one-transaction write path (not
-        the group commit), person locked before account; see store/settlement.py."""
-        assert request.items is not None and request.amount is not None
+        """Itemised purchase or settlement trial, or a plain purchase under daily limits:
+        their own one-transaction write path (not the group commit), person locked before
+        account, the day's purchases of the card counted; see store/settlement.py."""
+        assert request.amount is not None
         key, request_hash, txn_type, merchant_id = common
         today = self._today()
         items = request.items
+        amount = request.amount
 
         def decide(state: settlement.ItemisedState) -> Settlement:
+            if items is None:  # a plain purchase: the account pays it all, or nothing
+                after = decide_after_pin(
+                    txn_type="purchase",
+                    amount=amount,
+                    card_status=state.card_status,
+                    pin_failures=state.pin_failures,
+                    account_status=state.account_status,
+                    balance=state.balance,
+                    daily=state.daily,
+                )
+                return Settlement(after.code, None, after.balance)
             return decide_settlement(
                 txn_type=txn_type,
                 lines=[Line(state.catalogue[code], qty, price) for code, qty, price in items],

@@ -113,7 +113,8 @@ class ItemisedRequest:
     merchant_id: str
     card_id: int
     amount: int
-    items: tuple[tuple[str, int, int], ...]  # (code, quantity, unit_price)
+    # (code, quantity, unit_price); None: a plain purchase under the policy's daily limits
+    items: tuple[tuple[str, int, int], ...] | None
     account_max: int | None
     auth_code: str
     pin_checked: bool  # a good PIN was verified (resets the failure count)
@@ -223,7 +224,7 @@ async def record_itemised(
                 pin_failures=account["pin_failures"],
                 account_status=account["account_status"],
                 balance=account["balance"],
-                catalogue=await catalogue_items(conn, [code for code, _, _ in request.items]),
+                catalogue=await catalogue_items(conn, [c for c, _, _ in request.items or ()]),
                 policy=policy,
                 used=used,
                 paid_months=[r["month"] for r in paid],
@@ -264,6 +265,9 @@ async def record_itemised(
                 if moves:
                     await _move_money(conn, request, row["transaction_id"], account_id, ssn,
                                       year, split)  # fmt: skip
+            elif approved and moves:
+                await _debit(conn, account_id, request.amount, row["transaction_id"],
+                             request.key.terminal_id, request.merchant_id)  # fmt: skip
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name == "transactions_pkey":
             raise DuplicateKey from exc
@@ -327,27 +331,55 @@ async def _move_money(
     split: Split,
 ) -> None:
     if split.account > 0:
-        # The account row is locked and the decision kept account <= balance; the
-        # conditional UPDATE (and the CHECK) stay as the last line of defence.
-        await conn.execute(
-            """
-            WITH debit AS (
-                UPDATE individual_accounts SET balance = balance - $2
-                WHERE account_id = $1 AND balance >= $2
-                RETURNING account_id, balance
-            )
-            INSERT INTO journal (account_id, kind, amount, balance_after, transaction_id,
-                                 terminal_id, merchant_id)
-            SELECT account_id, 'purchase', -$2::bigint, balance, $3, $4, $5 FROM debit
-            """,
-            account_id, split.account, transaction_id, request.key.terminal_id,
-            request.merchant_id,
-        )  # fmt: skip
+        await _debit(conn, account_id, split.account, transaction_id, request.key.terminal_id,
+                     request.merchant_id)  # fmt: skip
     if split.fund > 0:
         await _fund_line(conn, account_id, ssn, request.merchant_id, request.key.local_date,
                          "purchase", split.fund, transaction_id, transaction_id)  # fmt: skip
     if split.fund or split.deductible_applied:
         await _accumulate(conn, ssn, year, split.deductible_applied, split.fund)
+
+
+async def _debit(
+    conn: asyncpg.Connection,
+    account_id: int,
+    amount: int,
+    transaction_id: UUID,
+    terminal_id: str,
+    merchant_id: str,
+) -> None:
+    """The account's debit and its journal line. The account row is locked and the
+    decision kept amount <= balance; the conditional UPDATE (and the CHECK) stay as the
+    last line of defence."""
+    await conn.execute(
+        """
+        WITH debit AS (
+            UPDATE individual_accounts SET balance = balance - $2
+            WHERE account_id = $1 AND balance >= $2
+            RETURNING account_id, balance
+        )
+        INSERT INTO journal (account_id, kind, amount, balance_after, transaction_id,
+                             terminal_id, merchant_id)
+        SELECT account_id, 'purchase', -$2::bigint, balance, $3, $4, $5 FROM debit
+        """,
+        account_id, amount, transaction_id, terminal_id, merchant_id,
+    )  # fmt: skip
+
+
+async def has_daily_limits(
+    conn: asyncpg.Connection | asyncpg.Pool, merchant_id: str, year: int
+) -> bool:
+    """Does the policy of this merchant's kind and year set a daily limit per card?"""
+    return await conn.fetchval(
+        """
+        SELECT EXISTS (
+            SELECT 1 FROM settlement_policies p JOIN merchants m ON m.kind = p.merchant_kind
+            WHERE m.merchant_id = $1 AND p.year = $2
+              AND (p.daily_amount_limit IS NOT NULL OR p.daily_count_limit IS NOT NULL))
+        """,
+        merchant_id,
+        year,
+    )
 
 
 async def _fund_line(
