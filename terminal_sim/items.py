@@ -29,7 +29,7 @@ def items_total(items: list[dict[str, Any]]) -> int:
 
 
 def render_split(split: dict[str, Any]) -> str:
-    covered = "covered" if split.get("covered") else "NOT covered (the fund pays nothing)"
+    covered = "covered" if split.get("covered") else "NOT covered, the fund pays nothing"
     parts = [
         f"total {format_amount(split['total'])}",
         f"eligible {format_amount(split['eligible'])}",
@@ -38,7 +38,7 @@ def render_split(split: dict[str, Any]) -> str:
         f"account {format_amount(split['account'])}",
         f"cash {format_amount(split['cash'])}",
     ]
-    return f"   split ({covered}): " + ", ".join(parts) + " CNY"
+    return f"   split, {covered}: " + ", ".join(parts) + " CNY"
 
 
 def batch_amount(answer: dict[str, Any]) -> int:
