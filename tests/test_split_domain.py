@@ -122,7 +122,7 @@ def test_items_decline_amount_mismatch_13_unknown_code_12() -> None:
 
 def _settle(txn_type: str = "purchase", **kw):
     args = dict(
-        txn_type=txn_type, lines=[Line(A, 1, 20000)], covered=True, policy=POLICY,
+        txn_type=txn_type, lines=[Line(A, 1, 20000)], amount=20000, covered=True, policy=POLICY,
         used=Accumulators(5000, 0), card_status="active", pin_failures=0,
         account_status="active", balance=10_000, account_max=None, daily=DailyUse(),
     )  # fmt: skip
@@ -154,6 +154,14 @@ def test_decide_settlement_card_standing_and_daily_limits() -> None:
     assert _settle(daily=DailyUse(amount=10_000, amount_limit=30_000)).code == Code.APPROVED
     # A trial answers the split; the limits are the purchase's.
     assert _settle("settlement_trial", daily=over).code == Code.APPROVED
+
+
+def test_decide_settlement_of_a_plain_purchase_under_limits() -> None:
+    assert _settle(lines=None, amount=9000).code == Code.APPROVED
+    assert _settle(lines=None, amount=9000).balance == 1000
+    assert _settle(lines=None, amount=10_001).code == Code.INSUFFICIENT_FUNDS
+    limited = DailyUse(amount=2000, amount_limit=10_000)
+    assert _settle(lines=None, amount=9000, daily=limited).code == Code.EXCEEDS_AMOUNT_LIMIT
 
 
 def test_decide_after_pin_limits_for_plain_purchases() -> None:

@@ -166,7 +166,8 @@ class Settlement:
 def decide_settlement(
     *,
     txn_type: str,
-    lines: Sequence[Line],
+    lines: Sequence[Line] | None,
+    amount: int,
     covered: bool,
     policy: Policy | None,
     used: Accumulators,
@@ -177,10 +178,20 @@ def decide_settlement(
     account_max: int | None,
     daily: DailyUse,
 ) -> Settlement:
-    """The answer to an itemised purchase or settlement trial on the card, account and
-    accumulators as they are (locked, for a purchase). The card's standing and the daily
-    limits are the post-PIN decision of every purchase; then the split must have the fund
-    or the account pay something (else 51). A trial moves nothing and has no limits."""
+    """The answer to an itemised purchase or settlement trial (or, with `lines` None, a
+    plain purchase under daily limits) on the card, account and accumulators as they are
+    (locked, for a purchase). The card's standing and the daily limits are the post-PIN
+    decision of every purchase; then the split must have the fund or the account pay
+    something (else 51). A trial moves nothing and has no limits."""
+    standing = {
+        "card_status": card_status,
+        "pin_failures": pin_failures,
+        "account_status": account_status,
+        "balance": balance,
+    }
+    if lines is None:  # a plain purchase: the account pays it all, or nothing
+        after = decide_after_pin(txn_type="purchase", amount=amount, daily=daily, **standing)
+        return Settlement(after.code, None, after.balance)
     split = split_purchase(
         lines,
         covered=covered,
@@ -193,12 +204,9 @@ def decide_settlement(
     after = decide_after_pin(
         txn_type="purchase",
         amount=split.account,
-        card_status=card_status,
-        pin_failures=pin_failures,
-        account_status=account_status,
-        balance=balance,
         daily=daily if purchase else NO_LIMITS,
         spend=split.total,
+        **standing,
     )
     if after.code != Code.APPROVED:
         return Settlement(after.code, None, balance)

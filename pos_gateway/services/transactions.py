@@ -24,7 +24,6 @@ from pos_gateway.domain.decisions import (
     CardStanding,
     Code,
     MerchantStanding,
-    decide_after_pin,
     decide_before_pin,
     decide_refund,
 )
@@ -362,20 +361,12 @@ class TransactionService:
         amount = request.amount
 
         def decide(state: settlement.ItemisedState) -> Settlement:
-            if items is None:  # a plain purchase: the account pays it all, or nothing
-                after = decide_after_pin(
-                    txn_type="purchase",
-                    amount=amount,
-                    card_status=state.card_status,
-                    pin_failures=state.pin_failures,
-                    account_status=state.account_status,
-                    balance=state.balance,
-                    daily=state.daily,
-                )
-                return Settlement(after.code, None, after.balance)
             return decide_settlement(
                 txn_type=txn_type,
-                lines=[Line(state.catalogue[code], qty, price) for code, qty, price in items],
+                lines=None
+                if items is None
+                else [Line(state.catalogue[code], qty, price) for code, qty, price in items],
+                amount=amount,
                 covered=coverage_on(today, state.paid_months, state.suspensions).covered,
                 policy=state.policy,
                 used=state.used,

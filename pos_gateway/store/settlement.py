@@ -8,7 +8,8 @@ ever takes a person after an account, and two of these transactions cannot deadl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -187,92 +188,99 @@ async def record_itemised(
     locks nothing and moves nothing: it records its answer and its split for replay."""
     year = request.business_date.year
     moves = request.txn_type == "purchase"
+    async with _request_transaction(pool) as conn:
+        who = await conn.fetchrow(_CARD_AND_PERSON, request.card_id, request.merchant_id)
+        ssn, account_id = who["ssn"], who["account_id"]
+        if moves:
+            used = await _lock_person(conn, ssn, year)
+            account = await conn.fetchrow(
+                _LOCK_ACCOUNT + " FOR NO KEY UPDATE OF a", request.card_id
+            )
+        else:
+            row = await conn.fetchrow(_PERSON_YEAR, ssn, year)
+            used = Accumulators(*row) if row else Accumulators()
+            account = await conn.fetchrow(_LOCK_ACCOUNT, request.card_id)
+        policy_row = await conn.fetchrow(
+            """
+            SELECT deductible, fund_ratio_bp, annual_cap, daily_amount_limit,
+                   daily_count_limit
+            FROM settlement_policies WHERE merchant_kind = $1 AND year = $2
+            """,
+            who["merchant_kind"],
+            year,
+        )
+        policy = Policy(**dict(policy_row)) if policy_row else None
+        paid = await conn.fetch(
+            "SELECT month FROM contributions WHERE ssn = $1 AND month <= $2",
+            ssn,
+            request.business_date,
+        )
+        suspensions = await conn.fetch(
+            "SELECT from_month, resumed_from FROM suspensions WHERE ssn = $1", ssn
+        )
+        daily = await conn.fetchrow(_DAILY_USE, request.card_id, request.key.local_date)
+        state = ItemisedState(
+            card_status=account["status"],
+            pin_failures=account["pin_failures"],
+            account_status=account["account_status"],
+            balance=account["balance"],
+            catalogue=await catalogue_items(conn, [c for c, _, _ in request.items or ()]),
+            policy=policy,
+            used=used,
+            paid_months=[r["month"] for r in paid],
+            suspensions=[Suspension(r["from_month"], r["resumed_from"]) for r in suspensions],
+            daily=DailyUse(
+                amount=daily["amount"],
+                count=daily["count"],
+                amount_limit=policy.daily_amount_limit if policy else None,
+                count_limit=policy.daily_count_limit if policy else None,
+            ),
+        )
+        outcome = decide(state)
+        split = outcome.split
+        approved = outcome.code == "00"
+        if request.pin_checked and 0 < state.pin_failures < MAX_PIN_FAILURES:
+            await conn.execute(
+                "UPDATE cards SET pin_failures = 0 WHERE card_id = $1", request.card_id
+            )
+        # An approved itemised purchase's row holds the individual-account part: the
+        # batch totals, journal checks, refunds and reversals all count that part.
+        recorded_amount = split.account if approved and moves and split else request.amount
+        row = await conn.fetchrow(
+            f"""
+            INSERT INTO transactions (terminal_id, local_date, stan, request_hash,
+                                      txn_type, merchant_id, card_id, account_id, amount,
+                                      response_code, balance, auth_code)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+            {_RETURNING}
+            """,
+            *_key_args(request.key), request.request_hash, request.txn_type,
+            request.merchant_id, request.card_id, account_id, recorded_amount,
+            outcome.code.value, outcome.balance if approved else None,
+            request.auth_code if approved else None,
+        )  # fmt: skip
+        if approved and split is not None:
+            await _write_split(conn, request, row["transaction_id"], account_id, ssn, split,
+                               state.catalogue)  # fmt: skip
+            if moves:
+                await _move_money(conn, request, row["transaction_id"], account_id, ssn,
+                                  year, split)  # fmt: skip
+        elif approved and moves:
+            await _debit(conn, account_id, request.amount, row["transaction_id"],
+                         request.key.terminal_id, request.merchant_id)  # fmt: skip
+    return StoredAnswer.from_row(row), split if approved else None
+
+
+@contextlib.asynccontextmanager
+async def _request_transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """One transaction for a terminal request; its key taken meanwhile is DuplicateKey."""
     try:
         async with pool.acquire() as conn, conn.transaction():
-            who = await conn.fetchrow(_CARD_AND_PERSON, request.card_id, request.merchant_id)
-            ssn, account_id = who["ssn"], who["account_id"]
-            if moves:
-                used = await _lock_person(conn, ssn, year)
-                account = await conn.fetchrow(
-                    _LOCK_ACCOUNT + " FOR NO KEY UPDATE OF a", request.card_id
-                )
-            else:
-                row = await conn.fetchrow(_PERSON_YEAR, ssn, year)
-                used = Accumulators(*row) if row else Accumulators()
-                account = await conn.fetchrow(_LOCK_ACCOUNT, request.card_id)
-            policy_row = await conn.fetchrow(
-                """
-                SELECT deductible, fund_ratio_bp, annual_cap, daily_amount_limit,
-                       daily_count_limit
-                FROM settlement_policies WHERE merchant_kind = $1 AND year = $2
-                """,
-                who["merchant_kind"],
-                year,
-            )
-            policy = Policy(**dict(policy_row)) if policy_row else None
-            paid = await conn.fetch(
-                "SELECT month FROM contributions WHERE ssn = $1 AND month <= $2",
-                ssn,
-                request.business_date,
-            )
-            suspensions = await conn.fetch(
-                "SELECT from_month, resumed_from FROM suspensions WHERE ssn = $1", ssn
-            )
-            daily = await conn.fetchrow(_DAILY_USE, request.card_id, request.key.local_date)
-            state = ItemisedState(
-                card_status=account["status"],
-                pin_failures=account["pin_failures"],
-                account_status=account["account_status"],
-                balance=account["balance"],
-                catalogue=await catalogue_items(conn, [c for c, _, _ in request.items or ()]),
-                policy=policy,
-                used=used,
-                paid_months=[r["month"] for r in paid],
-                suspensions=[Suspension(r["from_month"], r["resumed_from"]) for r in suspensions],
-                daily=DailyUse(
-                    amount=daily["amount"],
-                    count=daily["count"],
-                    amount_limit=policy.daily_amount_limit if policy else None,
-                    count_limit=policy.daily_count_limit if policy else None,
-                ),
-            )
-            outcome = decide(state)
-            split = outcome.split
-            approved = outcome.code == "00"
-            if request.pin_checked and 0 < state.pin_failures < MAX_PIN_FAILURES:
-                await conn.execute(
-                    "UPDATE cards SET pin_failures = 0 WHERE card_id = $1", request.card_id
-                )
-            # An approved itemised purchase's row holds the individual-account part: the
-            # batch totals, journal checks, refunds and reversals all count that part.
-            recorded_amount = split.account if approved and moves and split else request.amount
-            row = await conn.fetchrow(
-                f"""
-                INSERT INTO transactions (terminal_id, local_date, stan, request_hash,
-                                          txn_type, merchant_id, card_id, account_id, amount,
-                                          response_code, balance, auth_code)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                {_RETURNING}
-                """,
-                *_key_args(request.key), request.request_hash, request.txn_type,
-                request.merchant_id, request.card_id, account_id, recorded_amount,
-                outcome.code.value, outcome.balance if approved else None,
-                request.auth_code if approved else None,
-            )  # fmt: skip
-            if approved and split is not None:
-                await _write_split(conn, request, row["transaction_id"], account_id, ssn, split,
-                                   state.catalogue)  # fmt: skip
-                if moves:
-                    await _move_money(conn, request, row["transaction_id"], account_id, ssn,
-                                      year, split)  # fmt: skip
-            elif approved and moves:
-                await _debit(conn, account_id, request.amount, row["transaction_id"],
-                             request.key.terminal_id, request.merchant_id)  # fmt: skip
+            yield conn
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name == "transactions_pkey":
             raise DuplicateKey from exc
         raise
-    return StoredAnswer.from_row(row), split if approved else None
 
 
 def _key_args(key: RequestKey) -> tuple[str, date, str]:
@@ -522,77 +530,72 @@ async def record_itemised_refund(
     """A refund of an itemised purchase: whole or not at all (any amount but the total is
     13). The account part goes back to the account, the fund share leaves the fund's
     journal, the accumulators shrink, all in one transaction with the person locked first."""
-    try:
-        async with pool.acquire() as conn, conn.transaction():
-            original = await conn.fetchrow(_SPLIT_BY_RRN, original_rrn)
-            await _lock_person(conn, original["ssn"], original["year"])
-            purchase = await conn.fetchrow(
-                """
-                SELECT t.transaction_id, t.card_id, t.account_id, t.amount, t.response_code,
-                       t.merchant_id, t.reversed, t.refunded_amount, s.undone_by,
-                       (SELECT card_id FROM cards WHERE pan = $2) AS pan_card
-                FROM transactions t JOIN settlement_splits s USING (transaction_id)
-                WHERE t.transaction_id = $1
-                FOR NO KEY UPDATE OF t
-                """,
-                original["transaction_id"],
-                pan,
+    async with _request_transaction(pool) as conn:
+        original = await conn.fetchrow(_SPLIT_BY_RRN, original_rrn)
+        await _lock_person(conn, original["ssn"], original["year"])
+        purchase = await conn.fetchrow(
+            """
+            SELECT t.transaction_id, t.card_id, t.account_id, t.amount, t.response_code,
+                   t.merchant_id, t.reversed, t.refunded_amount, s.undone_by,
+                   (SELECT card_id FROM cards WHERE pan = $2) AS pan_card
+            FROM transactions t JOIN settlement_splits s USING (transaction_id)
+            WHERE t.transaction_id = $1
+            FOR NO KEY UPDATE OF t
+            """,
+            original["transaction_id"],
+            pan,
+        )
+        if (
+            purchase["response_code"] != "00"
+            or purchase["merchant_id"] != merchant_id
+            or purchase["reversed"]
+            or (pan is not None and purchase["pan_card"] != purchase["card_id"])
+        ):
+            code = "12"
+        elif purchase["undone_by"] is not None or amount != original["total"]:
+            code = "13"
+        else:
+            code = "00"
+        balance = None
+        if code == "00":
+            await conn.execute(
+                "UPDATE transactions SET refunded_amount = amount WHERE transaction_id = $1",
+                purchase["transaction_id"],
             )
-            if (
-                purchase["response_code"] != "00"
-                or purchase["merchant_id"] != merchant_id
-                or purchase["reversed"]
-                or (pan is not None and purchase["pan_card"] != purchase["card_id"])
-            ):
-                code = "12"
-            elif purchase["undone_by"] is not None or amount != original["total"]:
-                code = "13"
-            else:
-                code = "00"
-            balance = None
-            if code == "00":
-                await conn.execute(
-                    "UPDATE transactions SET refunded_amount = amount WHERE transaction_id = $1",
-                    purchase["transaction_id"],
-                )
-                balance = await conn.fetchval(
-                    """
-                    UPDATE individual_accounts SET balance = balance + $2 WHERE account_id = $1
-                    RETURNING balance
-                    """,
-                    purchase["account_id"],
-                    purchase["amount"],
-                )
-            row = await conn.fetchrow(
-                f"""
-                INSERT INTO transactions (terminal_id, local_date, stan, request_hash,
-                                          txn_type, merchant_id, card_id, account_id, amount,
-                                          response_code, balance, auth_code,
-                                          original_transaction_id)
-                VALUES ($1, $2, $3, $4, 'refund', $5, $6, $7, $8, $9, $10, $11, $12)
-                {_RETURNING}
+            balance = await conn.fetchval(
+                """
+                UPDATE individual_accounts SET balance = balance + $2 WHERE account_id = $1
+                RETURNING balance
                 """,
-                *_key_args(key), request_hash, merchant_id, purchase["card_id"],
-                purchase["account_id"], purchase["amount"] if code == "00" else amount, code,
-                balance, auth_code if code == "00" else None, purchase["transaction_id"],
-            )  # fmt: skip
-            if code == "00":
-                if purchase["amount"] > 0:
-                    await conn.execute(
-                        """
-                        INSERT INTO journal (account_id, kind, amount, balance_after,
-                                             transaction_id, terminal_id, merchant_id, reference)
-                        VALUES ($1, 'refund', $2, $3, $4, $5, $6, $7)
-                        """,
-                        purchase["account_id"], purchase["amount"], balance,
-                        row["transaction_id"], key.terminal_id, merchant_id,
-                        f"refund of RRN {original_rrn}",
-                    )  # fmt: skip
-                await undo_split(conn, purchase["transaction_id"], row["transaction_id"], "refund")
-    except asyncpg.UniqueViolationError as exc:
-        if exc.constraint_name == "transactions_pkey":
-            raise DuplicateKey from exc
-        raise
+                purchase["account_id"],
+                purchase["amount"],
+            )
+        row = await conn.fetchrow(
+            f"""
+            INSERT INTO transactions (terminal_id, local_date, stan, request_hash,
+                                      txn_type, merchant_id, card_id, account_id, amount,
+                                      response_code, balance, auth_code,
+                                      original_transaction_id)
+            VALUES ($1, $2, $3, $4, 'refund', $5, $6, $7, $8, $9, $10, $11, $12)
+            {_RETURNING}
+            """,
+            *_key_args(key), request_hash, merchant_id, purchase["card_id"],
+            purchase["account_id"], purchase["amount"] if code == "00" else amount, code,
+            balance, auth_code if code == "00" else None, purchase["transaction_id"],
+        )  # fmt: skip
+        if code == "00":
+            if purchase["amount"] > 0:
+                await conn.execute(
+                    """
+                    INSERT INTO journal (account_id, kind, amount, balance_after,
+                                         transaction_id, terminal_id, merchant_id, reference)
+                    VALUES ($1, 'refund', $2, $3, $4, $5, $6, $7)
+                    """,
+                    purchase["account_id"], purchase["amount"], balance,
+                    row["transaction_id"], key.terminal_id, merchant_id,
+                    f"refund of RRN {original_rrn}",
+                )  # fmt: skip
+            await undo_split(conn, purchase["transaction_id"], row["transaction_id"], "refund")
     return StoredAnswer.from_row(row)
 
 
