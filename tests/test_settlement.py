@@ -147,6 +147,24 @@ async def test_first_month_of_interruption_still_covered(world: World) -> None:
     assert answer.body["split"]["fund"] == 7200
 
 
+async def test_a_suspension_takes_the_fund_away(world: World, db) -> None:
+    await set_policies(world)
+    codes = await catalogue(world)
+    terminal = await world.terminal()
+    card = await world.card()
+    await contribute(world, card["ssn"], this_month(-1))
+    await contribute(world, card["ssn"], this_month())
+    # A suspension from last month (as loaded from elsewhere): those contributions do not
+    # count (DESIGN §5), so the fund pays nothing today.
+    await db.execute(
+        "INSERT INTO suspensions (ssn, from_month, declared_by) VALUES ($1, $2, 'operator')",
+        card["ssn"], this_month(-1),
+    )  # fmt: skip
+    _, answer = await itemised(terminal, card, items((codes["A"], 1, 20_000)))
+    assert answer.body["response_code"] == "00"
+    assert (answer.body["split"]["covered"], answer.body["split"]["fund"]) == (False, 0)
+
+
 async def test_balance_and_account_max_leave_cash_and_nothing_paid_is_51(world: World) -> None:
     await set_policies(world, deductible=0)
     codes = await catalogue(world)

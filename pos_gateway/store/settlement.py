@@ -144,12 +144,12 @@ FROM cards c JOIN individual_accounts a USING (account_id), merchants m
 WHERE c.card_id = $1 AND m.merchant_id = $2
 """
 
+# The person's pair for the year, created on first use; the no-op update locks it (as
+# FOR UPDATE would) and returns it in the same round trip.
 _LOCK_PERSON = """
-WITH created AS (
-    INSERT INTO fund_accumulators (ssn, year) VALUES ($1, $2)
-    ON CONFLICT (ssn, year) DO NOTHING
-)
-SELECT 1
+INSERT INTO fund_accumulators (ssn, year) VALUES ($1, $2)
+ON CONFLICT (ssn, year) DO UPDATE SET ssn = EXCLUDED.ssn
+RETURNING deductible_used, fund_used
 """
 
 _PERSON_YEAR = """
@@ -162,17 +162,34 @@ FROM cards c JOIN individual_accounts a USING (account_id)
 WHERE c.card_id = $1
 """
 
-_DAILY_USE = """
-SELECT count(*) AS count, coalesce(sum(coalesce(s.total, t.amount)), 0)::bigint AS amount
-FROM transactions t LEFT JOIN settlement_splits s USING (transaction_id)
-WHERE t.card_id = $1 AND t.local_date = $2 AND t.txn_type = 'purchase'
-  AND t.response_code = '00' AND NOT t.reversed
+# Everything else the decision reads, in one round trip (after the locks, so the day's
+# purchases of the card include every one committed before).
+_SETTLEMENT_CONTEXT = """
+SELECT p.deductible, p.fund_ratio_bp, p.annual_cap, p.daily_amount_limit,
+       p.daily_count_limit, p.year IS NOT NULL AS has_policy,
+       ARRAY(SELECT month FROM contributions WHERE ssn = $1 AND month <= $2) AS paid,
+       ARRAY(SELECT from_month FROM suspensions WHERE ssn = $1 ORDER BY suspension_id)
+           AS suspended_from,
+       ARRAY(SELECT resumed_from FROM suspensions WHERE ssn = $1 ORDER BY suspension_id)
+           AS resumed_from,
+       ARRAY(SELECT code FROM catalogue_items WHERE code = ANY($7::text[]) ORDER BY code)
+           AS codes,
+       ARRAY(SELECT category FROM catalogue_items WHERE code = ANY($7::text[]) ORDER BY code)
+           AS categories,
+       ARRAY(SELECT self_pay_bp FROM catalogue_items WHERE code = ANY($7::text[])
+             ORDER BY code) AS self_pay_bps,
+       d.count AS daily_count, d.amount AS daily_amount
+FROM (SELECT count(*) AS count,
+             coalesce(sum(coalesce(s.total, t.amount)), 0)::bigint AS amount
+      FROM transactions t LEFT JOIN settlement_splits s USING (transaction_id)
+      WHERE t.card_id = $5 AND t.local_date = $6 AND t.txn_type = 'purchase'
+        AND t.response_code = '00' AND NOT t.reversed) d
+LEFT JOIN settlement_policies p ON p.merchant_kind = $3 AND p.year = $4
 """
 
 
 async def _lock_person(conn: asyncpg.Connection, ssn: str, year: int) -> Accumulators:
-    await conn.execute(_LOCK_PERSON, ssn, year)
-    row = await conn.fetchrow(_PERSON_YEAR + " FOR UPDATE", ssn, year)
+    row = await conn.fetchrow(_LOCK_PERSON, ssn, year)
     return Accumulators(row["deductible_used"], row["fund_used"])
 
 
@@ -200,38 +217,39 @@ async def record_itemised(
             row = await conn.fetchrow(_PERSON_YEAR, ssn, year)
             used = Accumulators(*row) if row else Accumulators()
             account = await conn.fetchrow(_LOCK_ACCOUNT, request.card_id)
-        policy_row = await conn.fetchrow(
-            """
-            SELECT deductible, fund_ratio_bp, annual_cap, daily_amount_limit,
-                   daily_count_limit
-            FROM settlement_policies WHERE merchant_kind = $1 AND year = $2
-            """,
-            who["merchant_kind"],
-            year,
+        context = await conn.fetchrow(
+            _SETTLEMENT_CONTEXT, ssn, request.business_date, who["merchant_kind"], year,
+            request.card_id, request.key.local_date,
+            list({code for code, _, _ in request.items or ()}),
+        )  # fmt: skip
+        policy = (
+            Policy(**{name: context[name] for name in _POLICY_COLUMNS[2:]})
+            if context["has_policy"]
+            else None
         )
-        policy = Policy(**dict(policy_row)) if policy_row else None
-        paid = await conn.fetch(
-            "SELECT month FROM contributions WHERE ssn = $1 AND month <= $2",
-            ssn,
-            request.business_date,
-        )
-        suspensions = await conn.fetch(
-            "SELECT from_month, resumed_from FROM suspensions WHERE ssn = $1", ssn
-        )
-        daily = await conn.fetchrow(_DAILY_USE, request.card_id, request.key.local_date)
         state = ItemisedState(
             card_status=account["status"],
             pin_failures=account["pin_failures"],
             account_status=account["account_status"],
             balance=account["balance"],
-            catalogue=await catalogue_items(conn, [c for c, _, _ in request.items or ()]),
+            catalogue={
+                code: CatalogueItem(code, category, bp)
+                for code, category, bp in zip(
+                    context["codes"], context["categories"], context["self_pay_bps"], strict=True
+                )
+            },
             policy=policy,
             used=used,
-            paid_months=[r["month"] for r in paid],
-            suspensions=[Suspension(r["from_month"], r["resumed_from"]) for r in suspensions],
+            paid_months=list(context["paid"]),
+            suspensions=[
+                Suspension(start, resumed)
+                for start, resumed in zip(
+                    context["suspended_from"], context["resumed_from"], strict=True
+                )
+            ],
             daily=DailyUse(
-                amount=daily["amount"],
-                count=daily["count"],
+                amount=context["daily_amount"],
+                count=context["daily_count"],
                 amount_limit=policy.daily_amount_limit if policy else None,
                 count_limit=policy.daily_count_limit if policy else None,
             ),
