@@ -11,6 +11,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import structlog
@@ -136,6 +137,7 @@ class TransactionService:
             weakref.WeakValueDictionary()
         )
         self._limits_cache: dict[tuple[str, int], tuple[float, bool]] = {}
+        self._fresh_splits: dict[UUID, Split] = {}  # from the record to the answer
 
     async def process(
         self,
@@ -159,7 +161,11 @@ class TransactionService:
         if stored.request_hash != request.content_hash:
             return unrecorded_answer(Code.DUPLICATE, request.stan)
         if request.items is not None and stored.response_code == Code.APPROVED:
-            return render(stored, await settlement.split_of(self._pool, stored.transaction_id))
+            # Just decided here, or stored by an earlier transmission of the same request.
+            split = self._fresh_splits.pop(stored.transaction_id, None)
+            if split is None:
+                split = await settlement.split_of(self._pool, stored.transaction_id)
+            return render(stored, split)
         return render(stored)
 
     async def _decide_and_record(
@@ -378,7 +384,7 @@ class TransactionService:
                 daily=state.daily,
             )
 
-        stored, _ = await settlement.record_itemised(
+        stored, split = await settlement.record_itemised(
             self._pool,
             settlement.ItemisedRequest(
                 key, request_hash, txn_type, merchant_id, card["card_id"], request.amount,
@@ -386,6 +392,8 @@ class TransactionService:
             ),
             decide,
         )  # fmt: skip
+        if split is not None:
+            self._fresh_splits[stored.transaction_id] = split
         return stored
 
     async def _pin_matches(

@@ -188,6 +188,58 @@ LEFT JOIN settlement_policies p ON p.merchant_kind = $3 AND p.year = $4
 """
 
 
+# The whole record of an itemised purchase (or trial, or limited plain purchase) in one
+# statement: its row; when approved, its split and lines; the account's debit and journal
+# line; the fund's journal line and the accumulators (a purchase only); the PIN counter
+# reset. Foreign keys between these rows are checked at the end of the statement.
+_RECORD = f"""
+WITH txn AS (
+    INSERT INTO transactions (terminal_id, local_date, stan, request_hash, txn_type,
+                              merchant_id, card_id, account_id, amount, response_code,
+                              balance, auth_code)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    RETURNING *
+), split AS (
+    INSERT INTO settlement_splits (transaction_id, account_id, ssn, year, merchant_id,
+                                   business_date, total, eligible, deductible_applied,
+                                   fund, account, cash, covered)
+    SELECT transaction_id, $8, $14, $15, $6, $16, $17, $18, $19, $20, $21, $22, $23
+    FROM txn WHERE $13
+), split_lines AS (
+    INSERT INTO settlement_lines (transaction_id, line_no, account_id, code, category,
+                                  self_pay_bp, quantity, unit_price, eligible)
+    SELECT txn.transaction_id, l.n, $8, l.code, l.category, l.bp, l.qty, l.price, l.elig
+    FROM txn, unnest($24::text[], $25::text[], $26::int[], $27::int[], $28::bigint[],
+                     $29::bigint[]) WITH ORDINALITY AS l(code, category, bp, qty, price, elig, n)
+    WHERE $13
+), debit AS (
+    -- The account is locked and the decision kept the debit <= balance; the condition
+    -- (and the CHECK) stay as the last line of defence.
+    UPDATE individual_accounts SET balance = balance - $30
+    WHERE account_id = $8 AND $30 > 0 AND balance >= $30
+    RETURNING account_id, balance
+), journal_line AS (
+    INSERT INTO journal (account_id, kind, amount, balance_after, transaction_id,
+                         terminal_id, merchant_id)
+    SELECT debit.account_id, 'purchase', -$30::bigint, debit.balance, txn.transaction_id,
+           txn.terminal_id, txn.merchant_id
+    FROM debit, txn
+), fund_line AS (
+    INSERT INTO fund_journal (account_id, ssn, merchant_id, local_date, kind, amount,
+                              purchase_id, transaction_id)
+    SELECT $8, $14, $6, $2, 'purchase', $20, transaction_id, transaction_id
+    FROM txn WHERE $13 AND $5 = 'purchase' AND $20 > 0
+), accumulated AS (
+    UPDATE fund_accumulators
+    SET deductible_used = deductible_used + $19, fund_used = fund_used + $20
+    WHERE ssn = $14 AND year = $15 AND $13 AND $5 = 'purchase' AND ($19 > 0 OR $20 > 0)
+), pin_reset AS (
+    UPDATE cards SET pin_failures = 0 WHERE card_id = $7 AND $31
+)
+SELECT {_RETURNING.replace("RETURNING", "")} FROM txn
+"""
+
+
 async def _lock_person(conn: asyncpg.Connection, ssn: str, year: int) -> Accumulators:
     row = await conn.fetchrow(_LOCK_PERSON, ssn, year)
     return Accumulators(row["deductible_used"], row["fund_used"])
@@ -257,35 +309,31 @@ async def record_itemised(
         outcome = decide(state)
         split = outcome.split
         approved = outcome.code == "00"
-        if request.pin_checked and 0 < state.pin_failures < MAX_PIN_FAILURES:
-            await conn.execute(
-                "UPDATE cards SET pin_failures = 0 WHERE card_id = $1", request.card_id
-            )
         # An approved itemised purchase's row holds the individual-account part: the
         # batch totals, journal checks, refunds and reversals all count that part.
         recorded_amount = split.account if approved and moves and split else request.amount
+        debit = (split.account if split else request.amount) if approved and moves else 0
+        written = split if approved else None
+        lines = [
+            Line(state.catalogue[code], quantity, price)
+            for code, quantity, price in (request.items if written else ())
+        ]
+        parts = written or Split(0, 0, 0, 0, 0, 0, False)
         row = await conn.fetchrow(
-            f"""
-            INSERT INTO transactions (terminal_id, local_date, stan, request_hash,
-                                      txn_type, merchant_id, card_id, account_id, amount,
-                                      response_code, balance, auth_code)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-            {_RETURNING}
-            """,
+            _RECORD,
             *_key_args(request.key), request.request_hash, request.txn_type,
             request.merchant_id, request.card_id, account_id, recorded_amount,
             outcome.code.value, outcome.balance if approved else None,
             request.auth_code if approved else None,
+            written is not None, ssn, year, request.business_date, parts.total,
+            parts.eligible, parts.deductible_applied, parts.fund, parts.account, parts.cash,
+            parts.covered,
+            [line.item.code for line in lines], [line.item.category for line in lines],
+            [line.item.self_pay_bp for line in lines], [line.quantity for line in lines],
+            [line.unit_price for line in lines], [line_eligible(line) for line in lines],
+            debit,
+            request.pin_checked and 0 < state.pin_failures < MAX_PIN_FAILURES,
         )  # fmt: skip
-        if approved and split is not None:
-            await _write_split(conn, request, row["transaction_id"], account_id, ssn, split,
-                               state.catalogue)  # fmt: skip
-            if moves:
-                await _move_money(conn, request, row["transaction_id"], account_id, ssn,
-                                  year, split)  # fmt: skip
-        elif approved and moves:
-            await _debit(conn, account_id, request.amount, row["transaction_id"],
-                         request.key.terminal_id, request.merchant_id)  # fmt: skip
     return StoredAnswer.from_row(row), split if approved else None
 
 
@@ -303,93 +351,6 @@ async def _request_transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Conn
 
 def _key_args(key: RequestKey) -> tuple[str, date, str]:
     return key.terminal_id, key.local_date, key.stan
-
-
-async def _write_split(
-    conn: asyncpg.Connection,
-    request: ItemisedRequest,
-    transaction_id: UUID,
-    account_id: int,
-    ssn: str,
-    split: Split,
-    catalogue: dict[str, CatalogueItem],
-) -> None:
-    await conn.execute(
-        """
-        INSERT INTO settlement_splits (transaction_id, account_id, ssn, year, merchant_id,
-                                       business_date, total, eligible, deductible_applied,
-                                       fund, account, cash, covered)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-        """,
-        transaction_id, account_id, ssn, request.business_date.year, request.merchant_id,
-        request.business_date, split.total, split.eligible, split.deductible_applied,
-        split.fund, split.account, split.cash, split.covered,
-    )  # fmt: skip
-    lines = [
-        Line(catalogue[code], quantity, unit_price) for code, quantity, unit_price in request.items
-    ]
-    await conn.execute(
-        """
-        INSERT INTO settlement_lines (transaction_id, line_no, account_id, code, category,
-                                      self_pay_bp, quantity, unit_price, eligible)
-        SELECT $1, n, $2, code, category, bp, qty, price, elig
-        FROM unnest($3::text[], $4::text[], $5::int[], $6::int[], $7::bigint[], $8::bigint[])
-             WITH ORDINALITY AS l(code, category, bp, qty, price, elig, n)
-        """,
-        transaction_id,
-        account_id,
-        [line.item.code for line in lines],
-        [line.item.category for line in lines],
-        [line.item.self_pay_bp for line in lines],
-        [line.quantity for line in lines],
-        [line.unit_price for line in lines],
-        [line_eligible(line) for line in lines],
-    )
-
-
-async def _move_money(
-    conn: asyncpg.Connection,
-    request: ItemisedRequest,
-    transaction_id: UUID,
-    account_id: int,
-    ssn: str,
-    year: int,
-    split: Split,
-) -> None:
-    if split.account > 0:
-        await _debit(conn, account_id, split.account, transaction_id, request.key.terminal_id,
-                     request.merchant_id)  # fmt: skip
-    if split.fund > 0:
-        await _fund_line(conn, account_id, ssn, request.merchant_id, request.key.local_date,
-                         "purchase", split.fund, transaction_id, transaction_id)  # fmt: skip
-    if split.fund or split.deductible_applied:
-        await _accumulate(conn, ssn, year, split.deductible_applied, split.fund)
-
-
-async def _debit(
-    conn: asyncpg.Connection,
-    account_id: int,
-    amount: int,
-    transaction_id: UUID,
-    terminal_id: str,
-    merchant_id: str,
-) -> None:
-    """The account's debit and its journal line. The account row is locked and the
-    decision kept amount <= balance; the conditional UPDATE (and the CHECK) stay as the
-    last line of defence."""
-    await conn.execute(
-        """
-        WITH debit AS (
-            UPDATE individual_accounts SET balance = balance - $2
-            WHERE account_id = $1 AND balance >= $2
-            RETURNING account_id, balance
-        )
-        INSERT INTO journal (account_id, kind, amount, balance_after, transaction_id,
-                             terminal_id, merchant_id)
-        SELECT account_id, 'purchase', -$2::bigint, balance, $3, $4, $5 FROM debit
-        """,
-        account_id, amount, transaction_id, terminal_id, merchant_id,
-    )  # fmt: skip
 
 
 async def has_daily_limits(
