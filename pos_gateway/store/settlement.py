@@ -179,12 +179,16 @@ SELECT p.deductible, p.fund_ratio_bp, p.annual_cap, p.daily_amount_limit,
        ARRAY(SELECT self_pay_bp FROM catalogue_items WHERE code = ANY($7::text[])
              ORDER BY code) AS self_pay_bps,
        d.count AS daily_count, d.amount AS daily_amount
-FROM (SELECT count(*) AS count,
-             coalesce(sum(coalesce(s.total, t.amount)), 0)::bigint AS amount
-      FROM transactions t LEFT JOIN settlement_splits s USING (transaction_id)
-      WHERE t.card_id = $5 AND t.local_date = $6 AND t.txn_type = 'purchase'
-        AND t.response_code = '00' AND NOT t.reversed) d
+FROM (SELECT 1) AS one
 LEFT JOIN settlement_policies p ON p.merchant_kind = $3 AND p.year = $4
+-- The card's day is counted only when the policy limits it.
+CROSS JOIN LATERAL (
+    SELECT count(*) AS count,
+           coalesce(sum(coalesce(s.total, t.amount)), 0)::bigint AS amount
+    FROM transactions t LEFT JOIN settlement_splits s USING (transaction_id)
+    WHERE (p.daily_amount_limit IS NOT NULL OR p.daily_count_limit IS NOT NULL)
+      AND t.card_id = $5 AND t.local_date = $6 AND t.txn_type = 'purchase'
+      AND t.response_code = '00' AND NOT t.reversed) d
 """
 
 
