@@ -454,3 +454,39 @@ async def test_demo_world_has_catalogue_policies_and_coverage(
     again = await run_demo_data(tmp_path / "again.json")
     assert await db.fetchval("SELECT count(*) FROM settlement_splits") == before
     assert again["policy"] == demo["policy"] and again["catalogue"] == demo["catalogue"]
+
+
+async def test_verify_ledger_finds_a_wrong_fund_line_and_accumulator(world: World, db) -> None:
+    from pos_gateway.store.reports import ledger_problems
+
+    await set_policies(world)
+    codes = await catalogue(world)
+    merchant = await world.merchant()
+    terminal = await world.terminal(merchant)
+    card = await covered_card(world)
+    _, bought = await itemised(terminal, card, items((codes["A"], 1, 20_000)))
+    purchase = await db.fetchrow(
+        "SELECT transaction_id, account_id FROM transactions WHERE rrn = $1", bought.body["rrn"]
+    )
+    # In a transaction rolled back: the shared ledger stays clean for the other tests.
+    transaction = db.transaction()
+    await transaction.start()
+    try:
+        assert await ledger_problems(db) == {}
+        await db.execute(
+            """
+            INSERT INTO fund_journal (account_id, ssn, merchant_id, local_date, kind, amount,
+                                      purchase_id, transaction_id)
+            VALUES ($1, $2, $3, current_date, 'purchase', 1, $4, $4)
+            """,
+            purchase["account_id"], card["ssn"], merchant, purchase["transaction_id"],
+        )  # fmt: skip
+        await db.execute(
+            "UPDATE fund_accumulators SET fund_used = fund_used + 7 WHERE ssn = $1", card["ssn"]
+        )
+        problems = await ledger_problems(db)
+        assert set(problems) == {
+            "fund_journal_differs_from_fund_shares", "accumulators_differ_from_splits",
+        }  # fmt: skip
+    finally:
+        await transaction.rollback()
