@@ -237,15 +237,15 @@ class TransactionService:
         decline = self._decline_before_pin(terminal, request, card, pan_ok)
         if decline is None and request.items is not None:
             decline = await self._items_decline(request)
-        needs_hash = decline is None or (
-            decline == Code.INVALID_CARD and request.txn_type in PIN_TYPES
-        )
+        # A settlement trial that carries a PIN is checked (and timed) like any PIN.
+        sends_pin = request.txn_type in PIN_TYPES or request.pin_block is not None
+        needs_hash = decline is None or (decline == Code.INVALID_CARD and sends_pin)
         if needs_hash and self._pin_pending >= self._pin_queue_max:
             # Shed before anything is recorded: the terminal's retry is a fresh request,
             # and PINs queued for seconds would only be answered after it gave up.
             self._metrics.shed.inc()
             raise Overloaded
-        if decline == Code.INVALID_CARD and request.txn_type in PIN_TYPES:
+        if decline == Code.INVALID_CARD and sends_pin:
             # An unknown card costs one hash like a known one: timing must not tell
             # which card numbers exist.
             await self._verify_pin(None, "0000")
