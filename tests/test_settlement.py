@@ -490,3 +490,16 @@ async def test_verify_ledger_finds_a_wrong_fund_line_and_accumulator(world: Worl
         }  # fmt: skip
     finally:
         await transaction.rollback()
+
+
+async def test_a_large_catalogue_loads_in_one_request(world: World, db) -> None:
+    tag = secrets.token_hex(4).upper()
+    rows = "".join(f"L{n}-{tag},Medicine number {n} in a long catalogue,A,0\n" for n in range(2000))
+    resp = await world.client.post(
+        "/v1/admin/catalogue", data=("code,name,category,self_pay_bp\n" + rows).encode(),
+        headers={**world.headers, "Content-Type": "text/csv"},
+    )  # fmt: skip
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["loaded"] == 2000
+    assert await db.fetchval("SELECT count(*) FROM catalogue_items WHERE code LIKE $1",
+                             f"%-{tag}") == 2000  # fmt: skip

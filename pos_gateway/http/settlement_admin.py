@@ -21,9 +21,25 @@ FUND_LIABILITY_COLUMNS = (
 )  # fmt: skip
 
 
+# A catalogue is loaded in bulk: more than the terminal protocol's 16 KiB per request.
+MAX_LOAD_BYTES = 4 * 1024 * 1024
+
+
+async def _read_load(request: web.Request) -> bytes:
+    """The body, up to MAX_LOAD_BYTES (request.read() would stop at the app's limit)."""
+    if request.content_length is not None and request.content_length > MAX_LOAD_BYTES:
+        raise web.HTTPRequestEntityTooLarge(MAX_LOAD_BYTES, request.content_length)
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > MAX_LOAD_BYTES:
+            raise web.HTTPRequestEntityTooLarge(MAX_LOAD_BYTES, len(body))
+    return bytes(body)
+
+
 async def _rows(request: web.Request, name: str) -> list[Any] | str:
     """`{"<name>": [...]}` as JSON, or the CSV file itself (text/csv, header first)."""
-    body = await request.read()
+    body = await _read_load(request)
     if request.content_type == "text/csv":
         try:
             return body.decode("utf-8-sig")
