@@ -503,3 +503,24 @@ async def test_a_large_catalogue_loads_in_one_request(world: World, db) -> None:
     assert (await resp.json())["loaded"] == 2000
     assert await db.fetchval("SELECT count(*) FROM catalogue_items WHERE code LIKE $1",
                              f"%-{tag}") == 2000  # fmt: skip
+
+
+async def test_refund_and_reversal_racing_give_back_once(world: World, db) -> None:
+    await set_policies(world)
+    codes = await catalogue(world)
+    merchant = await world.merchant()
+    terminal = await world.terminal(merchant)
+    for _ in range(3):
+        card = await covered_card(world)
+        body, bought = await itemised(terminal, card, items((codes["A"], 1, 20_000)))
+        assert bought.body["response_code"] == "00"
+        await asyncio.gather(
+            terminal.transact("refund", original_rrn=bought.body["rrn"], amount=20_000),
+            terminal.transact("reversal", original_stan=body["stan"]),
+        )
+        balance = await db.fetchval(
+            "SELECT balance FROM individual_accounts WHERE ssn = $1", card["ssn"]
+        )
+        assert balance == 100_000
+        assert await accumulators(db, card["ssn"]) == (0, 0)
+    assert await fund_owed(db, merchant) == 0
