@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from aiohttp import web
 
-from pos_gateway.http import admin, ops, terminal
+from pos_gateway.http import admin, ops, settlement_admin, terminal
 from pos_gateway.http.cardholder import routes as cardholder_routes
 from pos_gateway.http.insurance_admin import routes as insurance_admin_routes
 from pos_gateway.http.insurance_state import INSURANCE, build_insurance_services
@@ -134,5 +134,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(admin.routes)
     app.router.add_routes(insurance_admin_routes)
     app.router.add_routes(cardholder_routes)
+    app.router.add_routes(settlement_admin.routes)
     app.router.add_get("/v1/openapi.json", get_openapi)
     return app

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import structlog
 
+from pos_gateway import settlement_cli
 from pos_gateway.logs import configure_logging
 from pos_gateway.settings import ConfigError, Settings
 
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "contributions (idempotent per person and month)",
     )
     allocate.add_argument("--month", required=True, type=_iso_month, help="YYYY-MM")
+    settlement_cli.add_commands(sub)
     return parser
 
 
@@ -140,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_eligibility(settings, args.ssn, args.date, as_json=args.json))
     if args.command == "allocate":
         return asyncio.run(_allocate(settings, args.month))
+    if args.command in settlement_cli.COMMANDS:
+        return asyncio.run(settlement_cli.run(settings, args))
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -43,6 +43,25 @@ def test_a_reversal_is_identified_by_what_it_reverses() -> None:
     assert bare == claims != other
 
 
+def test_items_and_account_max_are_appended_only_when_present() -> None:
+    """An itemised purchase or trial (DESIGN §10) is also its lines and its account_max; a
+    request without them keeps the identity schema/004 recomputes."""
+    lines = (("A1", 2, 500), ("B1", 1, 250))
+    itemised = _identity(items=lines)
+    assert _identity(items=None, account_max=None) == _identity()
+    assert len({
+        _identity(), itemised, _identity(items=lines[::-1]), _identity(items=lines[:1]),
+        _identity(items=(("A1", 1, 1000), ("B1", 1, 250))), _identity(items=lines, account_max=0),
+        _identity(items=lines, account_max=100),
+        _identity(txn_type="settlement_trial", items=lines),
+    }) == 8  # fmt: skip
+    assert _identity(items=lines, account_max=0) == _identity(items=lines, account_max=0)
+    # Through the JSON parser: the lines and account_max sent are the identity's.
+    sent = [{"code": c, "quantity": q, "unit_price": p} for c, q, p in lines]
+    parsed = parse_transaction(_json(items=sent, amount=1250, account_max=0))
+    assert parsed.content_hash == _identity(items=lines, account_max=0)
+
+
 def _json(**fields) -> bytes:
     body = {"type": "purchase", "stan": "000001", "local_time": "2026-11-24T10:15:00+08:00",
             "pan": PAN, "pin_block": "ab" * 16, "amount": 1250, "currency": "CNY"}  # fmt: skip

@@ -12,6 +12,7 @@ purchase sent by ISO 8583 and retransmitted as JSON is one purchase.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 # The encoding is reproduced in SQL by schema/004_request_identity.sql (concat_ws skips
 # the NULLs, as the absent fields are skipped here): change both or neither. A field
@@ -28,12 +29,17 @@ def request_identity(
     amount: int | None,
     original_rrn: str | None = None,
     original_stan: str | None = None,
+    items: Sequence[tuple[str, int, int]] | None = None,
+    account_max: int | None = None,
 ) -> bytes:
     """SHA-256 of the request's business fields (32 bytes).
 
     A reversal is identified by what it reverses: the PAN and amount it may carry are
     claims the gateway does not act on (it reverses what it recorded), and the original's
-    date is a search hint one transport always sends and the other may leave out."""
+    date is a search hint one transport always sends and the other may leave out.
+
+    An itemised purchase or settlement trial (DESIGN §10) is also its lines, in the order
+    sent, and its account_max: the same total with other lines is another request."""
     if txn_type == "reversal":
         pan, amount = None, None
     fields = (
@@ -42,6 +48,14 @@ def request_identity(
         ("amount", None if amount is None else str(amount)),
         ("original_rrn", original_rrn),
         ("original_stan", original_stan),
+        # Appended after the fields schema/004 recomputes, and only when present.
+        (
+            "items",
+            None
+            if items is None
+            else ",".join(f"{code}*{quantity}*{price}" for code, quantity, price in items),
+        ),
+        ("account_max", None if account_max is None else str(account_max)),
     )
     text = _SEPARATOR.join(
         [_TAG, *(f"{name}={value}" for name, value in fields if value is not None)]

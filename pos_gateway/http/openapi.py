@@ -230,6 +230,14 @@ ISSUED_CARD = obj(
     {"pan": PAN, "account_id": INT, "expires_on": DATE, "pin": PIN},
     ("pan", "account_id", "expires_on"),
 )
+SPLIT: Schema = {
+    "type": "object",
+    "description": "itemised purchase or settlement trial, approved (DESIGN §10)",
+    "properties": {
+        "total": FEN, "eligible": FEN, "deductible_applied": FEN, "fund": FEN,
+        "account": FEN, "cash": FEN, "covered": BOOL,
+    },
+}  # fmt: skip
 TRANSACTION_ANSWER: Schema = {
     "type": "object",
     "properties": {
@@ -242,6 +250,7 @@ TRANSACTION_ANSWER: Schema = {
         "amount": FEN,
         "balance": FEN,
         "transaction_id": STR,
+        "split": SPLIT,
     },
     "required": ["response_code", "approved", "message"],
     "additionalProperties": False,
@@ -258,6 +267,7 @@ TRANSACTION_REQUEST: Schema = {
                 "reversal",
                 "cash_withdrawal",
                 "transfer",
+                "settlement_trial",
             ]
         },
         "stan": {"type": "string", "pattern": "^[0-9]{6}$"},
@@ -272,6 +282,23 @@ TRANSACTION_REQUEST: Schema = {
             "type": "string",
             "description": "reversal only: the original's local_time (ISO 8601 with offset)",
         },
+        "items": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 100,
+            "description": "purchase or settlement_trial: the itemised lines (DESIGN §10)",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "code": STR,
+                    "quantity": {"type": "integer", "minimum": 1},
+                    "unit_price": FEN,
+                },
+                "required": ["code", "quantity", "unit_price"],
+                "additionalProperties": False,
+            },
+        },
+        "account_max": FEN,
     },
     "required": ["type", "stan", "local_time"],
     "additionalProperties": False,
@@ -733,6 +760,56 @@ def _paths() -> dict[str, dict[str, Any]]:
                     FORMAT,
                 ],
                 ok=obj({"date": DATE, "merchants": array({"type": "object"})}),
+                csv=True,
+            )
+        },
+        # Operator: settlement split (DESIGN §10) -------------------------------------------
+        "/v1/admin/catalogue": {
+            "post": op(
+                "Load catalogue items (add or replace by code), all or nothing: "
+                '{"items": [{code, name, category, self_pay_bp}]} or a text/csv file',
+                a,
+                security=ADMIN,
+                body=obj({"items": array({"type": "object"})}),
+                ok=obj({"loaded": INT}),
+                status="201",
+                errors=("400", "401"),
+            ),
+            "get": op(
+                "The catalogue", a, security=ADMIN,
+                ok=obj({"items": array({"type": "object"})}), errors=("401",),
+            ),
+        },
+        "/v1/admin/policies": {
+            "post": op(
+                "Load policies per merchant kind and year, all or nothing: "
+                '{"policies": [{merchant_kind, year, deductible, fund_ratio_bp, annual_cap, '
+                "daily_amount_limit, daily_count_limit}]} or a text/csv file",
+                a,
+                security=ADMIN,
+                body=obj({"policies": array({"type": "object"})}),
+                ok=obj({"loaded": INT}),
+                status="201",
+                errors=("400", "401"),
+            ),
+            "get": op(
+                "The policies", a, security=ADMIN,
+                params=[_param("year", "query", INT)],
+                ok=obj({"policies": array({"type": "object"})}), errors=("400", "401"),
+            ),
+        },
+        "/v1/admin/reports/fund-liability": {
+            "get": op(
+                "What the pooled fund owes each merchant per day",
+                a,
+                security=ADMIN,
+                params=[
+                    {**_param("from", "query", DATE), "required": True},
+                    _param("until", "query", DATE),
+                    _param("merchant_id", "query", MERCHANT_ID),
+                    FORMAT,
+                ],
+                ok=obj({"from": DATE, "until": DATE, "merchants": array({"type": "object"})}),
                 csv=True,
             )
         },

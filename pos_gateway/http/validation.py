@@ -26,7 +26,12 @@ _COMMON = {"type", "stan", "local_time"}
 TRANSACTION_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "purchase": (
         frozenset(_COMMON | {"pan", "pin_block", "amount", "currency"}),
-        frozenset(),
+        frozenset({"items", "account_max"}),
+    ),
+    # DESIGN §10: the split of an itemised purchase, answered and moving nothing.
+    "settlement_trial": (
+        frozenset(_COMMON | {"pan", "amount", "currency", "items"}),
+        frozenset({"pin_block", "account_max"}),
     ),
     "balance_inquiry": (frozenset(_COMMON | {"pan", "pin_block"}), frozenset({"currency"})),
     "cash_withdrawal": (
@@ -128,12 +133,16 @@ def parse_transaction(body: bytes) -> TransactionRequest:
         else None
     )
 
+    items, account_max = parse_items(data)
+
     content_hash = request_identity(
         txn_type=txn_type,
         pan=pan,
         amount=amount,
         original_rrn=original_rrn,
         original_stan=original_stan,
+        items=items,
+        account_max=account_max,
     )
     return TransactionRequest(
         txn_type=txn_type,
@@ -146,7 +155,54 @@ def parse_transaction(body: bytes) -> TransactionRequest:
         original_rrn=original_rrn,
         original_stan=original_stan,
         original_local_date=original_local_date,
+        items=items,
+        account_max=account_max,
     )
+
+
+MAX_ITEM_LINES = 100
+ITEM_CODE_RE = re.compile(r"[0-9A-Za-z._-]{1,40}")
+_ITEM_FIELDS = frozenset({"code", "quantity", "unit_price"})
+
+
+def _is_int(value: object, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high
+
+
+def parse_items(
+    data: dict[str, Any],
+) -> tuple[tuple[tuple[str, int, int], ...] | None, int | None]:
+    """`items` and `account_max` of an itemised purchase or trial (DESIGN §10): 1 to 100
+    lines of {code, quantity >= 1, unit_price >= 0 fen}, integers only; anything else is
+    malformed. Self-contained so a typed-struct parser can take it over whole."""
+    account_max = data.get("account_max")
+    if "account_max" in data and not is_fen_amount(account_max):
+        raise BadRequest(
+            "account_max must be a non-negative integer number of fen", code="invalid_amount"
+        )
+    if "items" not in data:
+        return None, account_max
+    raw = data["items"]
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_ITEM_LINES:
+        raise BadRequest(
+            f"items must be a list of 1 to {MAX_ITEM_LINES} lines", code="invalid_items"
+        )
+    items = []
+    for n, line in enumerate(raw, start=1):
+        if (
+            not isinstance(line, dict)
+            or line.keys() != _ITEM_FIELDS
+            or not isinstance(line["code"], str)
+            or not ITEM_CODE_RE.fullmatch(line["code"])
+            or not _is_int(line["quantity"], 1, 1_000_000)
+            or not is_fen_amount(line["unit_price"])
+        ):
+            raise BadRequest(
+                f"items line {n} must be {{code, quantity >= 1, unit_price >= 0}} (integers)",
+                code="invalid_items",
+            )
+        items.append((line["code"], line["quantity"], line["unit_price"]))
+    return tuple(items), account_max
 
 
 def _local_date(value: object, name: str) -> date:

@@ -17,6 +17,7 @@ from pos_gateway.domain.citizen_id import make_citizen_id
 from pos_gateway.errors import Conflict
 from pos_gateway.security.keys import KeyWrapper
 from pos_gateway.services.admin import AdminService
+from pos_gateway.services.demo_settlement import covered_today, load_demo_settlement
 from pos_gateway.store import merchants, people, terminals
 
 DEMO_BIN = "621799"
@@ -125,6 +126,10 @@ async def build_demo_world(
     this_month = today.replace(day=1)
     for index, holder in enumerate(HOLDERS):
         out["cards"].append(await _cardholder(admin, pool, index, holder, today, this_month))
+    # DESIGN §10: catalogue, policies, and whether the fund pays for each card today.
+    out.update(await load_demo_settlement(pool, today))
+    for card in out["cards"]:
+        card["covered"] = await covered_today(pool, card["ssn"], today)
     return out
 
 

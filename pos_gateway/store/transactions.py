@@ -341,10 +341,17 @@ async def record_reversal(
                 found = await conn.fetchval(
                     _FIND_ORIGINAL, key.terminal_id, original_stan, original_dates
                 )
+            # An itemised purchase's person is locked before its account (§10 lock order).
+            from pos_gateway.store import settlement
+
+            original_date = found or original_dates[0]
+            await settlement.lock_person_for_reversal(conn, key.terminal_id, original_stan,
+                                                      original_date)  # fmt: skip
             row = await conn.fetchrow(
                 _REVERSAL, *_key_args(key), request_hash, txn_type, merchant_id,
-                original_stan, auth_code, found or original_dates[0],
+                original_stan, auth_code, original_date,
             )  # fmt: skip
+            await settlement.undo_after_reversal(conn, row["transaction_id"])
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name == "transactions_pkey":
             raise DuplicateKey from exc
