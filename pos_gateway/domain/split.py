@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pos_gateway.domain.decisions import NO_LIMITS, Code, DailyUse, decide_after_pin
 
@@ -186,7 +187,7 @@ def decide_settlement(
     decision of every purchase; then the split must have the fund or the account pay
     something (else 51). A trial moves nothing and has no limits. `pin_try` is the count
     this request's PIN try took the card to (0: no PIN was checked, nothing forgiven)."""
-    standing = {
+    standing: dict[str, Any] = {
         "card_status": card_status,
         "pin_failures": pin_failures,
         "pin_try": pin_try,

@@ -327,7 +327,7 @@ async def record_itemised(
         written = split if approved else None
         lines = [
             Line(state.catalogue[code], quantity, price)
-            for code, quantity, price in (request.items if written else ())
+            for code, quantity, price in ((request.items or ()) if written else ())
         ]
         parts = written or Split(0, 0, 0, 0, 0, 0, False)
         row = await conn.fetchrow(
