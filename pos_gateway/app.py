@@ -1,6 +1,7 @@
 """The one wiring place: create_app(settings) builds the aiohttp application.
 
-Purchase path: app.py -> http/terminal.py (post_transaction) -> services/transactions.py
+Purchase path: app.py -> http/terminal.py (post_transaction) -> services/terminal.py
+(TerminalFrontDoor.transaction, the same for every transport) -> services/transactions.py
 (TransactionService.process) -> services/group_commit.py -> store/transactions.py
 (record_good_pin_batch: many debits, one commit).
 """
@@ -15,7 +16,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from aiohttp import web
 
-from pos_gateway.http import admin, ops, terminal
+from pos_gateway.http import admin, ops, settlement_admin, terminal
 from pos_gateway.http.api import document_app, get_openapi
 from pos_gateway.http.caching import no_store
 from pos_gateway.http.cardholder import routes as cardholder_routes
@@ -167,7 +168,7 @@ def create_app(settings: Settings) -> web.Application:
         sub_application(
             OPERATOR_PREFIX,
             operator_auth,
-            [admin.routes, insurance_admin_routes],
+            [admin.routes, insurance_admin_routes, settlement_admin.routes],
             MAX_BODY_BYTES,
         ),
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import structlog
 
+from pos_gateway import settlement_cli
 from pos_gateway.logs import configure_logging
 from pos_gateway.settings import ConfigError, Settings, ensure_embedded_secrets, environment_help
 
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("counter", "officer", "admin"),
         help="counter | officer | admin; repeat for several",
     )
+    settlement_cli.add_commands(sub)
     return parser
 
 
@@ -164,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_allocate(settings, args.month, as_json=args.json))
     if args.command == "operator":
         return asyncio.run(_operator_add(settings, args.name, args.role))
+    if args.command in settlement_cli.COMMANDS:
+        return asyncio.run(settlement_cli.run(settings, args))
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

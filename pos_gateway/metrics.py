@@ -12,14 +12,14 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.transactions = Counter(
             "pos_transactions",
-            "Terminal transactions answered, by type and response code",
-            ["type", "response_code"],
+            "Terminal transactions answered, by transport, type and response code",
+            ["transport", "type", "response_code"],
             registry=self.registry,
         )
         self.latency = Histogram(
             "pos_transaction_seconds",
             "Time to answer a terminal transaction",
-            ["type"],
+            ["transport", "type"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )

@@ -18,6 +18,7 @@ from rich.console import Console
 from terminal_sim.client import Answer, Terminal, TerminalConfig, wait_healthy
 from terminal_sim.demo import DemoLookupError, DemoWorld
 from terminal_sim.iso import ECHO, SIGN_OFF, SIGN_ON, IsoConnection, IsoTerminal, describe_fields
+from terminal_sim.items import items_total, parse_items, render_split
 from terminal_sim.load import DEFAULT_MIX, LoadConfig, LoadError, parse_mix, run_load
 from terminal_sim.protocol import (
     format_amount,
@@ -38,6 +39,7 @@ TRANSACTION_COMMANDS = {
     "transfer": "transfer",
     "refund": "refund",
     "reversal": "reversal",
+    "trial": "settlement_trial",
 }
 
 
@@ -80,6 +82,24 @@ FIGURES = _argument_type(parse_figures, "COUNT:AMOUNT")
 POSITIVE_INT = _argument_type(_positive_int, "positive integer")
 POSITIVE_FLOAT = _argument_type(_positive_float, "positive number")
 MIX = _argument_type(parse_mix, "mix")
+ITEMS = _argument_type(parse_items, "items")
+
+
+def _items_args(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--items",
+        type=ITEMS,
+        required=required,
+        metavar="CODE:QTY:PRICE,...",
+        help="itemised (DESIGN §10): catalogue code, quantity, unit price in CNY; the "
+        "answer shows the split between pooled fund, individual account and cash",
+    )
+    parser.add_argument(
+        "--account-max",
+        type=AMOUNT,
+        metavar="CNY",
+        help="the most the individual account pays of an itemised purchase (rest in cash)",
+    )
 
 
 def _protocol_args(parser: argparse.ArgumentParser, *, iso_only: bool = False) -> None:
@@ -174,7 +194,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _terminal_args(p)
     _card_args(p, pin=True)
-    p.add_argument("amount", type=AMOUNT, help="amount in CNY, e.g. 12.50 (exactly in fen)")
+    p.add_argument(
+        "amount",
+        type=AMOUNT,
+        nargs="?",
+        help="amount in CNY, e.g. 12.50 (exactly in fen); with --items, default their sum",
+    )
+    _items_args(p, required=False)
+
+    p = sub.add_parser(
+        "trial",
+        help="settlement trial: the split of an itemised purchase, moving nothing",
+        description="Settlement trial (DESIGN §10): what the pooled fund, the individual "
+        "account and cash would pay for these items now. Sent without a PIN unless --pin "
+        "is given (a PIN sent counts like any PIN).",
+    )
+    _terminal_args(p)
+    _card_args(p, pin=True)
+    p.add_argument("amount", type=AMOUNT, nargs="?", help="amount in CNY (default: the sum)")
+    _items_args(p, required=True)
 
     p = sub.add_parser(
         "balance",
@@ -334,6 +372,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no live progress line")
     p.add_argument("--seed", type=int, help="seed for the choice of types and cards")
+    p.add_argument(
+        "--itemised-share",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="share of purchases sent itemised, 0 to 1 (default 0): 1 to 3 lines from the "
+        "demo catalogue, counted apart as purchase_itemised (DESIGN §10)",
+    )
     _protocol_args(p)
 
     p = sub.add_parser(
@@ -484,10 +530,20 @@ def _transaction_fields(args: argparse.Namespace, world: DemoWorld | None) -> di
         return fields
     if pan is None:
         raise ValueError("give --card (with --demo) or --pan")
+    if txn_type == "settlement_trial":
+        pin = getattr(args, "pin", None)  # a trial carries a PIN only when asked to
     if pin is not None:
         fields["pin"] = pin
     if txn_type != "balance_inquiry":
         fields["amount"] = args.amount
+    if getattr(args, "items", None) is not None:
+        fields["items"] = args.items
+        if args.amount is None:
+            fields["amount"] = items_total(args.items)
+        if args.account_max is not None:
+            fields["account_max"] = args.account_max
+    elif fields.get("amount", 0) is None:
+        raise ValueError("give the amount (or --items)")
     return fields
 
 
@@ -563,6 +619,8 @@ def render_answer(answer: Answer) -> str:
     for key in ("stan", "rrn", "auth_code"):
         if key in body:
             parts.append(f"{key} {body[key]}")
+    if isinstance(body.get("split"), dict):
+        return "  ".join(parts) + "\n" + render_split(body["split"])
     return "  ".join(parts)
 
 
@@ -624,6 +682,7 @@ async def _load(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         seed=args.seed,
         iso=iso_address(args),
+        itemised_share=args.itemised_share,
     )
     console = Console()
     report = await run_load(config, world, progress=sys.stdout.isatty() and not args.quiet)

@@ -146,8 +146,11 @@ class LoadConfig:
     timeout_s: float = 5.0
     seed: int | None = None
     iso: tuple[str, int] | None = None  # (host, port): ISO 8583 instead of JSON over HTTP
+    itemised_share: float = 0.0  # of purchases, sent with catalogue items (DESIGN §10)
 
     def __post_init__(self) -> None:
+        if not 0 <= self.itemised_share <= 1:
+            raise LoadError("the itemised share must be between 0 and 1")
         if not 0 < self.duration_s <= MAX_DURATION_S:
             raise LoadError(f"the duration must be more than 0 and at most {MAX_DURATION_S:g} s")
         if self.rate is not None and not 0 < self.rate <= 100_000:
@@ -173,6 +176,7 @@ class LoadConfig:
             "amount_fen": self.amount_fen,
             "timeout_s": self.timeout_s,
             "protocol": "iso8583" if self.iso else "json",
+            "itemised_share": self.itemised_share,
         }
 
 
@@ -238,6 +242,9 @@ class LoadRun:
         self._weights = list(config.mix.values())
         self._reversals: set[asyncio.Task[None]] = set()
         self._pin_blocks: dict[tuple[str, str], str] = {}
+        self._codes = [item["code"] for item in world.data.get("catalogue", [])]
+        if config.itemised_share > 0 and not self._codes:
+            raise LoadError("itemised purchases need the demo file's catalogue")
 
     async def run(self) -> float:
         """Send for the configured duration, wait for answers and reversals; return the
@@ -307,7 +314,27 @@ class LoadRun:
             fields["pin_block"] = block
         if txn_type != "balance_inquiry":
             fields["amount"] = self.config.amount_fen
-        self.stats.request_sent(txn_type)
+        label = txn_type
+        if txn_type == "purchase" and self._rng.random() < self.config.itemised_share:
+            # 1 to 3 catalogue lines of `amount` each: counted apart, to compare with plain.
+            label = "purchase_itemised"
+            codes = self._rng.sample(self._codes, min(len(self._codes), self._rng.randint(1, 3)))
+            fields["items"] = [
+                {"code": code, "quantity": 1, "unit_price": self.config.amount_fen}
+                for code in codes
+            ]
+            fields["amount"] = self.config.amount_fen * len(codes)
+        return await self._send(sim, txn_type, label, fields, intended)
+
+    async def _send(
+        self,
+        sim: LoadTerminal,
+        txn_type: str,
+        label: str,
+        fields: dict[str, Any],
+        intended: float,
+    ) -> str:
+        self.stats.request_sent(label)
         try:
             for _ in range(STAN_COLLISION_RETRIES):
                 body = sim.terminal.transaction_body(txn_type, **fields)
@@ -321,22 +348,22 @@ class LoadRun:
                 self.stats.stan_collisions += 1
                 fields["stan"] = sim.next_stan()
         except StanSpaceExhausted:
-            self.stats.error(txn_type, "stan_exhausted")
+            self.stats.error(label, "stan_exhausted")
             return "exhausted"
         except TimeoutError:
-            self.stats.error(txn_type, "timeout")
+            self.stats.error(label, "timeout")
             self._reverse_later(sim, txn_type, body)
             return "timeout"
         except (aiohttp.ServerDisconnectedError, IsoConnectionLost):
             # The request may have been processed: its answer is lost, as on a timeout.
-            self.stats.error(txn_type, "connection")
+            self.stats.error(label, "connection")
             self._reverse_later(sim, txn_type, body)
             return "connection"
         except (aiohttp.ClientError, OSError):
-            self.stats.error(txn_type, "connection")
+            self.stats.error(label, "connection")
             return "connection"
         self.stats.answer(
-            txn_type,
+            label,
             intended=intended,
             sent_at=sent_at,
             done=time.perf_counter(),

@@ -101,7 +101,7 @@ class LoadStats:
         record_us(self.service_time, done - sent_at)
         self.response_codes[code] += 1
         self.by_type[txn_type][code] += 1
-        if txn_type == "purchase" and code == "00":
+        if txn_type.startswith("purchase") and code == "00":
             self.approved_purchases += 1
             answered_amount = body.get("amount")
             self.approved_amount += (
@@ -127,6 +127,9 @@ def build_report(stats: LoadStats, *, settings: dict[str, Any], elapsed_s: float
         "service_time_us": latency_summary(stats.service_time),
         "response_codes": dict(sorted(stats.response_codes.items())),
         "by_type": {t: dict(sorted(c.items())) for t, c in sorted(stats.by_type.items())},
+        "approved_per_s_by_type": {
+            t: round(c["00"] / elapsed, 1) for t, c in sorted(stats.by_type.items()) if c["00"]
+        },
         "errors": dict(sorted(stats.errors.items())),
         "errors_total": sum(stats.errors.values()),
         "stan_collisions": stats.stan_collisions,

@@ -16,6 +16,13 @@ expect_balance = "487.50"      # or an absolute balance
 expect_amount = "12.50"        # the amount in the answer (e.g. what a reversal returned)
 
 [[step]]
+type = "purchase"              # or "settlement_trial" (DESIGN §10; PIN only if `pin` given)
+items = ["XJ01CAA001:2:25.00", "XA11GAA001:1:18.00"]   # CODE:QTY:PRICE; amount = their sum
+account_max = "10.00"          # optional: the most the individual account pays
+expect_fund = "0"              # optional: the pooled fund's part of the split
+expect_covered = false         # optional: the split's coverage verdict
+
+[[step]]
 type = "refund"                # or "reversal"
 original = "medicine"          # a saved step: refund uses its RRN, reversal its STAN
 
@@ -39,6 +46,7 @@ import aiohttp
 from terminal_sim.client import Answer, Terminal, TerminalConfig
 from terminal_sim.demo import DemoWorld
 from terminal_sim.iso import IsoConnection, IsoTerminal
+from terminal_sim.items import batch_amount, items_total, parse_items, render_split
 from terminal_sim.protocol import (
     StanCounter,
     format_amount,
@@ -49,10 +57,11 @@ from terminal_sim.protocol import (
 _STEP_KEYS = {
     "title", "terminal", "type", "card", "amount", "pin", "expect", "save", "original",
     "expect_balance", "expect_balance_change", "expect_amount", "expect_in_balance",
+    "items", "account_max", "expect_fund", "expect_covered",
 }  # fmt: skip
 _TYPES = {
     "purchase", "balance_inquiry", "cash_withdrawal", "transfer", "refund", "reversal",
-    "close_batch",
+    "close_batch", "settlement_trial",
 }  # fmt: skip
 _PIN_TYPES = {"purchase", "balance_inquiry"}
 
@@ -103,9 +112,19 @@ def load_scenario(path: Path) -> dict[str, Any]:
             raise ScenarioError(f"step {number}: unknown type {step['type']!r}")
         if step["type"] in ("refund", "reversal") and step.get("original") not in saved:
             raise ScenarioError(f"step {number}: 'original' must name an earlier saved step")
+        if "items" in step:
+            try:
+                _step_items(step)
+            except ValueError as exc:
+                raise ScenarioError(f"step {number}: {exc}") from None
         if "save" in step:
             saved.add(step["save"])
     return data
+
+
+def _step_items(step: dict[str, Any]) -> list[dict[str, Any]]:
+    raw = step["items"]
+    return parse_items(",".join(raw) if isinstance(raw, list) else str(raw))
 
 
 def _wrong_pin(pin: str) -> str:
@@ -163,13 +182,18 @@ class _Run:
         card = self.world.card(step["card"]) if "card" in step else None
         if card is not None:
             fields["pan"] = card["pan"]
-            if txn_type in _PIN_TYPES:
+            if txn_type in _PIN_TYPES or (txn_type == "settlement_trial" and "pin" in step):
                 pin = card["pin"]
                 fields["pin"] = (
                     _wrong_pin(pin) if step.get("pin") == "wrong" else step.get("pin", pin)
                 )
         if "amount" in step:
             fields["amount"] = parse_amount(str(step["amount"]))
+        if "items" in step:
+            fields["items"] = _step_items(step)
+            fields.setdefault("amount", items_total(fields["items"]))
+        if "account_max" in step:
+            fields["account_max"] = parse_amount(str(step["account_max"]))
         original = self.saved.get(step.get("original", ""))
         if txn_type in ("refund", "reversal") and original is None:
             raise ScenarioError(f"{txn_type}: no earlier step saved as {step.get('original')!r}")
@@ -177,7 +201,14 @@ class _Run:
             fields["original_rrn"] = original["answer"]["rrn"]  # type: ignore[index]
         if txn_type == "reversal":
             fields["original_stan"] = original["answer"]["stan"]  # type: ignore[index]
-        body, answer = await terminal.transact(txn_type, **fields)
+        sender: Terminal | IsoTerminal = terminal
+        if isinstance(terminal, IsoTerminal) and (
+            "items" in fields or txn_type == "settlement_trial"
+        ):
+            # ISO 8583 carries no items (DESIGN §10 is JSON only): the same terminal, with
+            # the same STAN counter, sends this one as JSON; its batch counts it as usual.
+            sender = Terminal(self.session, self.base_url, terminal.config, terminal.stans)
+        body, answer = await sender.transact(txn_type, **fields)
         self._count(terminal, txn_type, answer, original)
         if "save" in step:
             self.saved[step["save"]] = {"answer": answer.body, "type": txn_type}
@@ -189,7 +220,7 @@ class _Run:
         if answer.body.get("response_code") != "00":
             return
         totals = self.totals[terminal.config.terminal_id]
-        amount = answer.body.get("amount", 0)
+        amount = batch_amount(answer.body)
         if txn_type == "purchase":
             totals.purchases[0] += 1
             totals.purchases[1] += amount
@@ -201,7 +232,7 @@ class _Run:
         elif txn_type == "reversal" and amount and original and original["type"] == "purchase":
             # A reversed purchase leaves the batch, and its refunds with it.
             totals.purchases[0] -= 1
-            totals.purchases[1] -= original["answer"]["amount"]
+            totals.purchases[1] -= batch_amount(original["answer"])
             refunds = original.get("refunds", [])
             totals.refunds[0] -= len(refunds)
             totals.refunds[1] -= sum(refunds)
@@ -265,6 +296,8 @@ async def _steps(
         print(f"  -> {describe_request(body)}", file=out)
         how = "ISO 8583" if run.iso else f"HTTP {answer.status}"
         print(f"  <- {how} {answer.body}", file=out)
+        if isinstance(answer.body.get("split"), dict):
+            print(render_split(answer.body["split"]), file=out)
         problems = _check(step, answer, card, run.balances)
         if card is not None and "balance" in answer.body:
             run.balances[card["pan"]] = answer.body["balance"]
@@ -303,6 +336,11 @@ def _check(
         problems.append(
             f"expected in_balance {step['expect_in_balance']}, got {answer.body.get('in_balance')}"
         )
+    split = answer.body.get("split") or {}
+    if "expect_fund" in step and split.get("fund") != parse_amount(str(step["expect_fund"])):
+        problems.append(f"expected fund {step['expect_fund']}, got {split.get('fund')}")
+    if "expect_covered" in step and split.get("covered") is not step["expect_covered"]:
+        problems.append(f"expected covered {step['expect_covered']}, got {split.get('covered')}")
     if "expect_balance_change" in step:
         change = _signed_amount(str(step["expect_balance_change"]))
         before = balances.get(card["pan"]) if card else None

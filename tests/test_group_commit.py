@@ -9,7 +9,7 @@ from datetime import date
 import asyncpg
 import pytest
 
-from pos_gateway.services.group_commit import GroupCommitter, _decide
+from pos_gateway.services.group_commit import GroupCommitter, decide_good_pin
 from pos_gateway.store import transactions as store
 from pos_gateway.store.transactions import DuplicateKey, GoodPinRequest, RequestKey
 
@@ -32,6 +32,7 @@ def _request(terminal_id: str, merchant_id: str, card_id: int, amount: int | Non
         card_id=card_id,
         amount=amount,
         auth_code="123456",
+        pin_try=1,
     )
 
 
@@ -55,7 +56,7 @@ async def test_purchases_on_one_card_in_one_batch_are_decided_in_order(
     ]
     conn = await asyncpg.connect(database_url)
     try:
-        answers = await store.record_good_pin_batch(conn, requests, _decide)
+        answers = await store.record_good_pin_batch(conn, requests, decide_good_pin)
     finally:
         await conn.close()
 
@@ -88,12 +89,12 @@ async def test_a_taken_key_rolls_the_whole_batch_back(world: World, db, database
     taken = RequestKey(terminal.config.terminal_id, await _local_date(db, first), "000009")
     requests = [
         _request(terminal.config.terminal_id, merchant, card_id, 200, "000010"),
-        GoodPinRequest(taken, b"x" * 32, "purchase", merchant, card_id, 300, "654321"),
+        GoodPinRequest(taken, b"x" * 32, "purchase", merchant, card_id, 300, "654321", 1),
     ]
     conn = await asyncpg.connect(database_url)
     try:
         with pytest.raises(DuplicateKey):
-            await store.record_good_pin_batch(conn, requests, _decide)
+            await store.record_good_pin_batch(conn, requests, decide_good_pin)
     finally:
         await conn.close()
 

@@ -408,11 +408,6 @@ async def test_stop_answers_requests_in_flight(
     assert await _rows(db, http.config.terminal_id) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the transport-neutral request identity of issue 9 point 3 (worktree w9): "
-    "the JSON transport still hashes its whole body, time of day and currency spelling included",
-)
 async def test_purchase_by_iso_retransmitted_by_json_is_debited_once(
     iso: Iso, world: World, db
 ) -> None:

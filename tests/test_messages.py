@@ -1,6 +1,6 @@
 """Typed terminal messages (http/messages.py): each type takes exactly its fields, and the
-stored request hash is the one the hand-written parser computed, so replay vs. 94 of a
-request recorded before the change is decided as before."""
+stored request hash is domain.identity's request identity, on business fields only, the
+one the ISO 8583 transport takes too (schema/004 recomputed the stored hashes)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from pos_gateway.domain.identity import request_identity
 from pos_gateway.errors import BadRequest
 from pos_gateway.http.bodies import BODY_ERRORS, Login
 from pos_gateway.http.messages import decode
@@ -31,22 +32,69 @@ BODIES: list[dict[str, Any]] = [
 ]  # fmt: skip
 
 
-def _old_hash(data: dict[str, Any]) -> bytes:
-    identity = {k: v for k, v in data.items() if k != "pin_block"}
-    return hashlib.sha256(
-        json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()
-    ).digest()
+def _business_identity(data: dict[str, Any]) -> bytes:
+    """The identity by its rule (domain/identity.py): business fields only."""
+    return request_identity(
+        txn_type=data["type"],
+        pan=data.get("pan"),
+        amount=data.get("amount"),
+        original_rrn=data.get("original_rrn"),
+        original_stan=data.get("original_stan"),
+    )
+
+
+# A business field of each type, and another value for it: a different request.
+_OTHER_VALUE = {
+    "purchase": ("amount", 1251),
+    "balance_inquiry": ("pan", "6200000000000019"),
+    "cash_withdrawal": ("amount", 1),
+    "refund": ("original_rrn", "123456789013"),
+    "reversal": ("original_stan", "000121"),
+}
 
 
 @pytest.mark.parametrize("body", BODIES, ids=[b["type"] for b in BODIES])
-def test_content_hash_is_the_one_stored_before(body: dict[str, Any]) -> None:
+def test_content_hash_is_the_request_identity_of_business_fields(body: dict[str, Any]) -> None:
     data = {**BASE, **body}
     parsed = parse_transaction(json.dumps(data).encode())
     assert parsed.txn_type == body["type"]
-    assert parsed.content_hash == _old_hash(data)
+    assert len(parsed.content_hash) == 32
+    assert parsed.content_hash == _business_identity(data)
     # Field order on the wire does not change the request's identity.
     reordered = dict(reversed(list(data.items())))
-    assert parse_transaction(json.dumps(reordered).encode()).content_hash == _old_hash(data)
+    assert parse_transaction(json.dumps(reordered).encode()).content_hash == parsed.content_hash
+    # Neither do the time of day, a re-enciphered PIN block or a currency left out where it
+    # is optional: a retransmission (by either transport) is the same request.
+    same = {**data, "local_time": "2026-11-24T23:59:59+08:00"}
+    if "pin_block" in data:
+        same["pin_block"] = "fedcba9876543210" * 2
+    if data["type"] == "balance_inquiry":
+        same.pop("currency", None)
+    if "original_local_time" in data:
+        same["original_local_time"] = "2026-11-23T10:14:00+08:00"
+    assert parse_transaction(json.dumps(same).encode()).content_hash == parsed.content_hash
+    # A business field does change it.
+    name, value = _OTHER_VALUE[data["type"]]
+    other = parse_transaction(json.dumps({**data, name: value}).encode())
+    assert other.content_hash != parsed.content_hash
+
+
+def test_identity_counts_the_items_in_order_and_account_max() -> None:
+    lines = [{"code": "A1", "quantity": 2, "unit_price": 500},
+             {"code": "B1", "quantity": 1, "unit_price": 250}]  # fmt: skip
+    data = {**BASE, **BODIES[0], "items": lines, "account_max": 0}
+    parsed = parse_transaction(json.dumps(data).encode())
+    assert parsed.items == (("A1", 2, 500), ("B1", 1, 250))
+    assert parsed.content_hash == request_identity(
+        txn_type="purchase", pan=data["pan"], amount=1250, items=parsed.items, account_max=0
+    )
+    hashes = {
+        parsed.content_hash,
+        _business_identity(data),  # the same purchase without items
+        parse_transaction(json.dumps({**data, "items": lines[::-1]}).encode()).content_hash,
+        parse_transaction(json.dumps({**data, "account_max": 1}).encode()).content_hash,
+    }
+    assert len(hashes) == 4
 
 
 @pytest.mark.parametrize(

@@ -31,10 +31,10 @@ async def test_metrics_count_transactions_by_type_and_code(world: World, client)
     text = await resp.text()
 
     assert resp.status == 200
-    assert 'pos_transactions_total{response_code="00",type="purchase"} 1.0' in text
-    assert 'pos_transactions_total{response_code="55",type="purchase"} 1.0' in text
+    assert 'pos_transactions_total{response_code="00",transport="http",type="purchase"} 1.0' in text
+    assert 'pos_transactions_total{response_code="55",transport="http",type="purchase"} 1.0' in text
     assert "pos_pin_verify_seconds_count 2.0" in text
-    assert 'pos_transaction_seconds_count{type="purchase"} 2.0' in text
+    assert 'pos_transaction_seconds_count{transport="http",type="purchase"} 2.0' in text
 
 
 async def test_database_down_answers_91_fast_and_healthz_503(

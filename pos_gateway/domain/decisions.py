@@ -22,7 +22,9 @@ class Code(StrEnum):
     EXPIRED_CARD = "54"
     INCORRECT_PIN = "55"
     NOT_PERMITTED = "57"
+    EXCEEDS_AMOUNT_LIMIT = "61"
     RESTRICTED_CARD = "62"
+    EXCEEDS_COUNT_LIMIT = "65"
     PIN_TRIES_EXCEEDED = "75"
     ISSUER_UNAVAILABLE = "91"
     DUPLICATE = "94"
@@ -40,6 +42,8 @@ MESSAGES: dict[str, str] = {
     Code.EXPIRED_CARD: "Expired card",
     Code.INCORRECT_PIN: "Incorrect PIN",
     Code.NOT_PERMITTED: "Transaction not permitted to cardholder",
+    Code.EXCEEDS_AMOUNT_LIMIT: "Exceeds daily amount limit",
+    Code.EXCEEDS_COUNT_LIMIT: "Exceeds daily count limit",
     Code.RESTRICTED_CARD: "Restricted card",
     Code.PIN_TRIES_EXCEEDED: "PIN tries exceeded",
     Code.ISSUER_UNAVAILABLE: "Issuer unavailable",
@@ -127,9 +131,24 @@ def decide_refund(
 
 
 @dataclass(frozen=True, slots=True)
+class DailyUse:
+    """A card's approved, not reversed purchases of the day and the policy's limits on
+    them (None: no limit). Counted from the day's transactions, never kept as a total."""
+
+    amount: int = 0
+    count: int = 0
+    amount_limit: int | None = None
+    count_limit: int | None = None
+
+
+NO_LIMITS = DailyUse()
+
+
+@dataclass(frozen=True, slots=True)
 class AfterPin:
     code: Code
     balance: int  # the account's balance after this request
+    pin_failures: int  # the card's PIN-failure count after this request
 
 
 def decide_after_pin(
@@ -138,21 +157,37 @@ def decide_after_pin(
     amount: int | None,
     card_status: str,
     pin_failures: int,
+    pin_try: int,
     account_status: str,
     balance: int,
+    daily: DailyUse = NO_LIMITS,
+    spend: int | None = None,
 ) -> AfterPin:
     """The answer to a request whose PIN was right, judged on the card and account as they
-    are at the moment of the debit (rows locked): a card lost or locked since it was first
-    read is still refused, and a purchase never takes the balance below zero."""
+    are at the moment of the debit (rows locked): a card lost or frozen since it was first
+    read is still refused, and a purchase never takes the balance below zero. The one
+    decision for a lone request and for every request of a group commit.
+
+    Every try is counted before its hash (`pin_try`: the count this request's own try
+    took the card to), so a right PIN cannot come from a locked card. It forgives the
+    tries counted up to and including its own, whatever the answer; tries counted after
+    it (`pin_failures` now, above `pin_try`: requests still being checked elsewhere) stay.
+
+    `daily` brings the card's spending limits (61 amount, 65 count); `spend` is what this
+    purchase adds to the day's amount (its total; `amount` when not given)."""
+    after = max(0, pin_failures - pin_try)
     if card_status != "active":
-        return AfterPin(Code.LOST_CARD, balance)
-    if pin_failures >= MAX_PIN_FAILURES:
-        return AfterPin(Code.PIN_TRIES_EXCEEDED, balance)
+        return AfterPin(Code.LOST_CARD, balance, after)
     if account_status != "active":
-        return AfterPin(Code.RESTRICTED_CARD, balance)
+        return AfterPin(Code.RESTRICTED_CARD, balance, after)
     if txn_type == "purchase":
         assert amount is not None
+        if daily.count_limit is not None and daily.count + 1 > daily.count_limit:
+            return AfterPin(Code.EXCEEDS_COUNT_LIMIT, balance, after)
+        added = amount if spend is None else spend
+        if daily.amount_limit is not None and daily.amount + added > daily.amount_limit:
+            return AfterPin(Code.EXCEEDS_AMOUNT_LIMIT, balance, after)
         if amount > balance:
-            return AfterPin(Code.INSUFFICIENT_FUNDS, balance)
-        return AfterPin(Code.APPROVED, balance - amount)
-    return AfterPin(Code.APPROVED, balance)
+            return AfterPin(Code.INSUFFICIENT_FUNDS, balance, after)
+        return AfterPin(Code.APPROVED, balance - amount, after)
+    return AfterPin(Code.APPROVED, balance, after)

@@ -34,6 +34,7 @@ _ERRORS = {
     "403": "refused",
     "404": "not found",
     "409": "conflicts with the current state",
+    "413": "body too large",
 }
 _REF_TEMPLATE = "#/components/schemas/{name}"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,6 +56,7 @@ class Operation:
     csv: bool = False
     errors: tuple[str, ...] = ("400", "401", "404", "409")
     ok_content: dict[str, Any] | None = None
+    csv_body: bool = False  # the body may also be a text/csv file
 
 
 def operation(
@@ -69,11 +71,13 @@ def operation(
     csv: bool = False,
     errors: tuple[str, ...] = ("400", "401", "404", "409"),
     ok_content: dict[str, Any] | None = None,
+    csv_body: bool = False,
 ) -> Callable[[F], F]:
     """Declare the handler's OpenAPI operation (summary, tag, body, answer, parameters)."""
     declared = Operation(
-        summary, tag, security, body, ok, status, tuple(params or ()), csv, errors, ok_content
-    )
+        summary, tag, security, body, ok, status, tuple(params or ()), csv, errors, ok_content,
+        csv_body,
+    )  # fmt: skip
 
     def attach(handler: F) -> F:
         handler.__openapi__ = declared  # type: ignore[attr-defined]
@@ -151,7 +155,10 @@ def _operation(method: str, path: str, op: Operation, schemas: _Schemas) -> dict
     if op.params:
         out["parameters"] = list(op.params)
     if op.body is not None:
-        out["requestBody"] = {"required": True, "content": json_content(schemas.of(op.body))}
+        body = json_content(schemas.of(op.body))
+        if op.csv_body:
+            body["text/csv"] = {"schema": {"type": "string"}}
+        out["requestBody"] = {"required": True, "content": body}
     content = op.ok_content if op.ok_content is not None else json_content(schemas.of(op.ok))
     if op.csv:
         content = {**content, "text/csv": {"schema": {"type": "string"}}}

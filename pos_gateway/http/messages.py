@@ -8,8 +8,6 @@ one struct with its `tag` added to TerminalRequest.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -18,6 +16,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from pos_gateway.domain.cards import pan_well_formed
+from pos_gateway.domain.identity import request_identity
 from pos_gateway.domain.money import CURRENCY, MAX_FEN
 from pos_gateway.errors import BadRequest
 from pos_gateway.security.pins import PIN_BLOCK_BYTES
@@ -53,11 +52,50 @@ class _Request(msgspec.Struct, **_STRICT):
     local_time: LocalTime
 
 
+ItemCode = Annotated[str, Meta(pattern="^[0-9A-Za-z._-]{1,40}$", min_length=1, max_length=40)]
+MAX_ITEM_LINES = 100
+
+
+class Item(msgspec.Struct, forbid_unknown_fields=True):
+    """One line of an itemised purchase or trial (DESIGN §10)."""
+
+    code: ItemCode
+    quantity: Annotated[int, Meta(ge=1, le=1_000_000)]
+    unit_price: Fen
+
+
+Items = Annotated[
+    list[Item],
+    Meta(
+        min_length=1,
+        max_length=MAX_ITEM_LINES,
+        description="the itemised lines, in the order sent (DESIGN §10)",
+    ),
+]
+AccountMax = Annotated[
+    int, Meta(ge=0, le=MAX_FEN, description="the most the individual account pays, in fen")
+]
+
+
 class Purchase(_Request, tag="purchase"):
     pan: Pan
     pin_block: PinBlock
     amount: Fen
     currency: Currency
+    items: Items | UnsetType = UNSET
+    account_max: AccountMax | UnsetType = UNSET
+
+
+class SettlementTrial(_Request, tag="settlement_trial"):
+    """DESIGN §10: the split of an itemised purchase, answered and moving nothing. A PIN
+    sent along is checked and counted like any PIN."""
+
+    pan: Pan
+    amount: Fen
+    currency: Currency
+    items: Items
+    pin_block: PinBlock | UnsetType = UNSET
+    account_max: AccountMax | UnsetType = UNSET
 
 
 class BalanceInquiry(_Request, tag="balance_inquiry"):
@@ -103,10 +141,12 @@ class Reversal(_Request, tag="reversal"):
     original_local_time: LocalTime | UnsetType = UNSET
 
 
-TerminalRequest = Purchase | BalanceInquiry | CashWithdrawal | Transfer | Refund | Reversal
+TerminalRequest = (
+    Purchase | SettlementTrial | BalanceInquiry | CashWithdrawal | Transfer | Refund | Reversal
+)
 TRANSACTION_TYPES = tuple(
-    t.__struct_config__.tag for t in (Purchase, BalanceInquiry, CashWithdrawal, Transfer,
-                                      Refund, Reversal)
+    t.__struct_config__.tag for t in (Purchase, SettlementTrial, BalanceInquiry,
+                                      CashWithdrawal, Transfer, Refund, Reversal)
 )  # fmt: skip
 
 
@@ -124,6 +164,18 @@ class BatchClose(msgspec.Struct, forbid_unknown_fields=True):
 ResponseCode = Annotated[str, Meta(pattern="^[0-9]{2}$", min_length=2, max_length=2)]
 
 
+class SplitAnswer(msgspec.Struct, kw_only=True):
+    """How an approved itemised purchase or trial is paid (DESIGN §10)."""
+
+    total: Fen
+    eligible: Fen
+    deductible_applied: Fen
+    fund: Fen
+    account: Fen
+    cash: Fen
+    covered: bool
+
+
 class TransactionAnswer(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The answer to every financial request. An answer with no transaction behind it
     (91, 94, 96) has no rrn, amount, balance or transaction_id."""
@@ -137,6 +189,7 @@ class TransactionAnswer(msgspec.Struct, kw_only=True, omit_defaults=True):
     amount: Fen | UnsetType = UNSET
     balance: Fen | UnsetType = UNSET
     transaction_id: str | UnsetType = UNSET
+    split: SplitAnswer | UnsetType = UNSET
 
 
 class Totals(msgspec.Struct, forbid_unknown_fields=True):
@@ -175,6 +228,15 @@ FIELD_ERRORS: dict[str, tuple[str, str]] = {
     "amount": ("invalid_amount", "amount must be a non-negative integer number of fen"),
     "currency": ("invalid_currency", f"currency must be {CURRENCY!r}"),
     "original_rrn": ("invalid_rrn", "original_rrn must be a string of 12 digits"),
+    "items": (
+        "invalid_items",
+        f"items must be a list of 1 to {MAX_ITEM_LINES} lines of "
+        "{code, quantity >= 1, unit_price >= 0} (integers)",
+    ),
+    "account_max": (
+        "invalid_amount",
+        "account_max must be a non-negative integer number of fen",
+    ),
     "batch_no": ("invalid_batch_no", "batch_no must be a positive integer"),
     "purchases": ("invalid_figures", "purchases must be {count, amount}"),
     "refunds": ("invalid_figures", "refunds must be {count, amount}"),
@@ -237,18 +299,26 @@ def decode_batch_close(body: bytes) -> BatchClose:
     return close
 
 
-def identity(request: msgspec.Struct) -> dict[str, Any]:
-    """The fields that make a request the same request, as the terminal sent them.
+def content_hash(request: TerminalRequest) -> bytes:
+    """The stored request identity that decides replay vs. 94: domain.identity's, on the
+    business fields only (the ISO 8583 transport takes the same), so a request sent by
+    one transport and retransmitted by the other is one request."""
+    items = getattr(request, "items", UNSET)
+    return request_identity(
+        txn_type=request.__struct_config__.tag,  # type: ignore[arg-type]
+        pan=_given(getattr(request, "pan", UNSET)),
+        amount=_given(getattr(request, "amount", UNSET)),
+        original_rrn=_given(getattr(request, "original_rrn", UNSET)),
+        original_stan=_given(getattr(request, "original_stan", UNSET)),
+        items=None if items is UNSET else as_lines(items),
+        account_max=_given(getattr(request, "account_max", UNSET)),
+    )
 
-    The PIN block is left out: format 4 pads with random bytes, so a terminal that
-    re-enciphers the PIN for a retransmission still sends the same request."""
-    fields: dict[str, Any] = msgspec.to_builtins(request)
-    fields.pop("pin_block", None)
-    return fields
+
+def as_lines(items: list[Item]) -> tuple[tuple[str, int, int], ...]:
+    """The lines as (code, quantity, unit price), in the order sent."""
+    return tuple((item.code, item.quantity, item.unit_price) for item in items)
 
 
-def content_hash(fields: dict[str, Any]) -> bytes:
-    """The stored request hash that decides replay vs. 94; its form must not change, or
-    retransmissions of requests made before a deployment would be answered 94."""
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).digest()
+def _given(value: Any) -> Any:
+    return None if value is UNSET else value

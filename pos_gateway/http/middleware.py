@@ -14,7 +14,7 @@ from asyncpg.exceptions._base import DataError as ArgumentDataError
 from pos_gateway.errors import DomainError
 from pos_gateway.http.errors import error_response, status_of
 from pos_gateway.http.state import METRICS
-from pos_gateway.store.database import database_unavailable
+from pos_gateway.services.health import database_unavailable
 
 log = structlog.get_logger("pos_gateway.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

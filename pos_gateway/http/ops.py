@@ -8,8 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pos_gateway.http.api import operation
 from pos_gateway.http.schemas import STR, obj
 from pos_gateway.http.state import METRICS, SERVICES
-from pos_gateway.services.deadline import within_deadline
-from pos_gateway.store.database import database_unavailable
+from pos_gateway.services.health import database_reachable
 
 # Below a second: a database that went silent (no RST) shows as 503 within one.
 _HEALTH_TIMEOUT_S = 0.8
@@ -20,12 +19,7 @@ _HEALTH_TIMEOUT_S = 0.8
 )
 async def healthz(request: web.Request) -> web.Response:
     """200 once the database answers, 503 otherwise (within a second either way)."""
-    pool = request.app[SERVICES].pool
-    try:
-        await within_deadline(pool.fetchval("SELECT 1"), _HEALTH_TIMEOUT_S)
-    except Exception as exc:
-        if not database_unavailable(exc):
-            raise
+    if not await database_reachable(request.app[SERVICES].pool, _HEALTH_TIMEOUT_S):
         return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
     return web.json_response({"status": "ok"})
 

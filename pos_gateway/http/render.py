@@ -19,6 +19,7 @@ STATEMENT_COLUMNS = (
 SETTLEMENT_COLUMNS = (
     "local_date", "merchant_id", "merchant_name", "purchases_count", "purchases_amount",
     "refunds_count", "refunds_amount", "reversals_count", "reversals_amount", "net_amount",
+    "account_amount", "fund_amount", "cash_amount",
 )  # fmt: skip
 
 

@@ -120,11 +120,11 @@ async def post_batch_close(request: web.Request) -> web.Response:
     front_door = request.app[SERVICES].terminal
     try:
         batch_no, figures, digest = parse_batch_close(body)
-    except BadRequest:
-        # Authenticated first, as before: a malformed body is reported only after that.
-        _answer_or_raise(await front_door.open_batch(auth))
-        raise
-    outcome = await front_door.close_batch(auth, batch_no, figures, digest)
+    except BadRequest as exc:
+        # Reported only once the terminal is authenticated, as a transaction's is.
+        outcome = await front_door.close_batch(auth, 0, {}, b"", malformed=exc)
+    else:
+        outcome = await front_door.close_batch(auth, batch_no, figures, digest)
     return web.json_response(_answer_or_raise(outcome))
 
 

@@ -14,10 +14,10 @@ from msgspec import UNSET
 from pos_gateway.domain.money import is_fen_amount
 from pos_gateway.errors import BadRequest
 from pos_gateway.http.messages import (
+    as_lines,
     content_hash,
     decode_batch_close,
     decode_transaction,
-    identity,
 )
 from pos_gateway.services.transactions import TransactionRequest
 
@@ -48,6 +48,7 @@ def parse_transaction(body: bytes) -> TransactionRequest:
     local_date = _local_date(message.local_time, "local_time")
     pin_block = getattr(message, "pin_block", UNSET)
     original_local_time = getattr(message, "original_local_time", UNSET)
+    items = getattr(message, "items", UNSET)
     return TransactionRequest(
         txn_type=message.__struct_config__.tag,  # type: ignore[arg-type]
         stan=message.stan,
@@ -55,7 +56,7 @@ def parse_transaction(body: bytes) -> TransactionRequest:
         pan=_given(getattr(message, "pan", UNSET)),
         pin_block=None if pin_block is UNSET else bytes.fromhex(pin_block),
         amount=_given(getattr(message, "amount", UNSET)),
-        content_hash=content_hash(identity(message)),
+        content_hash=content_hash(message),
         original_rrn=_given(getattr(message, "original_rrn", UNSET)),
         original_stan=_given(getattr(message, "original_stan", UNSET)),
         original_local_date=(
@@ -63,6 +64,8 @@ def parse_transaction(body: bytes) -> TransactionRequest:
             if original_local_time is UNSET
             else _local_date(original_local_time, "original_local_time")
         ),
+        items=None if items is UNSET else as_lines(items),
+        account_max=_given(getattr(message, "account_max", UNSET)),
     )
 
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import structlog
 
-from pos_gateway.errors import BadRequest, DomainError
+from pos_gateway.errors import BadRequest, Conflict, DomainError
 from pos_gateway.iso8583 import codec, messages
+from pos_gateway.services.health import database_unavailable
 from pos_gateway.services.terminal import TerminalAuth, TerminalFrontDoor, TerminalOutcome
-from pos_gateway.store.database import database_unavailable
 
 log = structlog.get_logger("pos_gateway.iso8583")
 
@@ -141,13 +141,19 @@ class IsoListener:
     ) -> tuple[dict[str, str], bytes | None]:
         try:
             batch_no, figures, digest = messages.parse_batch_close(fields)
-        except BadRequest:
-            # Authenticated first: the format error is MACed only for the real terminal.
-            outcome = await self._front_door.open_batch(auth)
-            if outcome.status != "answer":
-                return _refused(fields, outcome)
-            return messages.refusal(fields, messages.FORMAT_ERROR), outcome.mac_key
-        outcome = await self._front_door.close_batch(auth, batch_no, figures, digest)
+        except BadRequest as exc:
+            # Reported once the terminal is authenticated: MACed only for the real one.
+            outcome = await self._front_door.close_batch(auth, 0, {}, b"", malformed=exc)
+        else:
+            try:
+                outcome = await self._front_door.close_batch(auth, batch_no, figures, digest)
+            except Conflict as exc:
+                # A close naming a batch that is not open, or repeating a closed one with
+                # other figures: an invalid transaction (12), not "out of balance" (95,
+                # only for a valid close whose figures differ). The front door raised after
+                # authenticating, so the refusal is MACed: its key comes from open_batch.
+                keyed = await self._front_door.open_batch(auth)
+                outcome = TerminalOutcome("malformed", error=exc, mac_key=keyed.mac_key)
         if outcome.status != "answer":
             return _refused(fields, outcome)
         assert outcome.answer is not None

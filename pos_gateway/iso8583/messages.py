@@ -6,13 +6,12 @@ that lacks a field or has a bad value raises BadRequest (answered 39 = 30).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from datetime import date
 from typing import Any
 
 from pos_gateway.domain.cards import pan_well_formed
+from pos_gateway.domain.identity import request_identity
 from pos_gateway.domain.local_dates import nearest_date
 from pos_gateway.domain.money import is_fen_amount
 from pos_gateway.errors import BadRequest
@@ -92,18 +91,19 @@ def content_hash(
     amount: int | None,
     original_rrn: str | None,
     original_stan: str | None,
-    original_local_date: date | None,
 ) -> bytes:
-    """The request's identity for replay vs. 94, on its business fields only (§9: not
-    the time of day, the PIN block or how the currency is spelled).
-
-    Interim: the transport-neutral identity belongs in pos_gateway/domain, shared with
-    the JSON transport; this is the one call to point at it."""
-    identity = [
-        txn_type, pan, amount, original_rrn, original_stan,
-        original_local_date.isoformat() if original_local_date else None,
-    ]  # fmt: skip
-    return hashlib.sha256(json.dumps(identity, separators=(",", ":")).encode()).digest()
+    """The request's identity for replay vs. 94: domain.identity.request_identity, the
+    one the JSON transport takes too (§9: business fields only, not the time of day, the
+    PIN block, how the currency is spelled or the original's date of a reversal), so a
+    request sent by one transport and retransmitted by the other is one request. ISO 8583
+    carries no items (§10 is JSON only)."""
+    return request_identity(
+        txn_type=txn_type,
+        pan=pan,
+        amount=amount,
+        original_rrn=original_rrn,
+        original_stan=original_stan,
+    )
 
 
 def parse_transaction(fields: dict[str, str], business_date: date) -> TransactionRequest:
@@ -143,9 +143,7 @@ def parse_transaction(fields: dict[str, str], business_date: date) -> Transactio
         pan=pan,
         pin_block=pin_block,
         amount=amount,
-        content_hash=content_hash(
-            txn_type, pan, amount, original_rrn, original_stan, original_local_date
-        ),
+        content_hash=content_hash(txn_type, pan, amount, original_rrn, original_stan),
         original_rrn=original_rrn,
         original_stan=original_stan,
         original_local_date=original_local_date,

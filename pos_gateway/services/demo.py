@@ -19,6 +19,7 @@ from pos_gateway.errors import Conflict
 from pos_gateway.security.keys import KeyWrapper
 from pos_gateway.services.admin import AdminService
 from pos_gateway.services.cardholder import CardholderService
+from pos_gateway.services.demo_settlement import covered_today, load_demo_settlement
 from pos_gateway.services.operators import OperatorService, draw_operator_password
 from pos_gateway.store import merchants, people, terminals
 
@@ -160,6 +161,10 @@ async def build_demo_world(
             password = draw_operator_password()
             await operators.ensure(username, [role], password)
             out["operators"].append({"username": username, "password": password, "role": role})
+    # DESIGN §10: catalogue, policies, and whether the fund pays for each card today.
+    out.update(await load_demo_settlement(pool, today))
+    for card in out["cards"]:
+        card["covered"] = await covered_today(pool, card["ssn"], today)
     return out
 
 

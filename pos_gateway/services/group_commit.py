@@ -18,19 +18,24 @@ from typing import Any
 import asyncpg
 import structlog
 
-from pos_gateway.domain.decisions import MAX_PIN_FAILURES, AfterPin, decide_after_pin
+from pos_gateway.domain.decisions import AfterPin, decide_after_pin
 from pos_gateway.store import transactions as store
 from pos_gateway.store.transactions import DuplicateKey, GoodPinRequest, StoredAnswer
 
 log = structlog.get_logger("pos_gateway.group_commit")
 
 
-def _decide(request: GoodPinRequest, card: Any, balance: int) -> AfterPin:
+def decide_good_pin(
+    request: GoodPinRequest, card: Any, balance: int, pin_failures: int
+) -> AfterPin:
+    """domain.decisions.decide_after_pin on a locked card row and the running balance and
+    PIN-failure count: what store.transactions.record_good_pin(_batch) decides with."""
     return decide_after_pin(
         txn_type=request.txn_type,
         amount=request.amount,
         card_status=card["status"],
-        pin_failures=card["pin_failures"],
+        pin_failures=pin_failures,
+        pin_try=request.pin_try,
         account_status=card["account_status"],
         balance=balance,
     )
@@ -111,10 +116,10 @@ class GroupCommitter:
         requests = [p.request for p in batch]
         try:
             async with self._pool.acquire() as conn:
-                answers = await store.record_good_pin_batch(conn, requests, _decide)
+                answers = await store.record_good_pin_batch(conn, requests, decide_good_pin)
         except DuplicateKey:
             # Rare (a retransmission racing its original in another batch or process):
-            # record one by one, each statement sorting out its own key.
+            # record one by one, each transaction sorting out its own key.
             await asyncio.gather(*(self._one_by_one(p) for p in batch))
             return
         except Exception as exc:
@@ -127,14 +132,10 @@ class GroupCommitter:
             pending.settle(answer)
 
     async def _one_by_one(self, pending: _Pending) -> bool:
-        """Record one request by the single statement; False when it failed (its waiters
+        """Record one request alone (store.record_good_pin); False when it failed (its waiters
         then have the exception, DuplicateKey included: the caller re-reads the key)."""
-        r = pending.request
         try:
-            answer = await store.record_after_good_pin(
-                self._pool, r.key, r.request_hash, r.txn_type, r.merchant_id, r.card_id,
-                r.amount, r.auth_code, MAX_PIN_FAILURES,
-            )  # fmt: skip
+            answer = await store.record_good_pin(self._pool, pending.request, decide_good_pin)
         except Exception as exc:
             pending.settle(None, exc)
             return False

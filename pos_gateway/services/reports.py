@@ -11,6 +11,7 @@ import asyncpg
 
 from pos_gateway.errors import BadRequest
 from pos_gateway.store import reports
+from pos_gateway.store import settlement as split_store
 
 MAX_PAGE = 500
 
@@ -82,10 +83,17 @@ async def statement(
 async def settlement(pool: asyncpg.Pool, day: date, merchant_id: str | None) -> list[dict]:
     """What each merchant is owed for a day: purchases less refunds and reversals."""
     out = []
+    split_parts = await split_store.fund_and_cash(pool, day, merchant_id)
     for r in await reports.settlement(pool, day, merchant_id):
         row = dict(r)
         row["local_date"] = r["local_date"].isoformat()
         row["net_amount"] = r["purchases_amount"] - r["refunds_amount"] - r["reversals_amount"]
+        # DESIGN §10: the individual account's net, the pooled fund's share owed to the
+        # merchant and the cash collected at the counter (itemised purchases).
+        parts = split_parts.get(r["merchant_id"])
+        row["account_amount"] = row["net_amount"]
+        row["fund_amount"] = parts["fund_amount"] if parts else 0
+        row["cash_amount"] = parts["cash_amount"] if parts else 0
         out.append(row)
     return out
 

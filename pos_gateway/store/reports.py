@@ -126,6 +126,12 @@ LEDGER_CHECKS: dict[str, str] = {
 }
 
 
+def _all_checks() -> dict[str, str]:
+    from pos_gateway.store.settlement import SETTLEMENT_CHECKS
+
+    return {**LEDGER_CHECKS, **SETTLEMENT_CHECKS}
+
+
 async def ledger_problems(
     conn: asyncpg.Connection, limit_per_check: int = 20
 ) -> dict[str, list[dict[str, object]]]:
@@ -133,7 +139,7 @@ async def ledger_problems(
     problems: dict[str, list[dict[str, object]]] = {}
 
     async def run_checks() -> None:
-        for name, sql in LEDGER_CHECKS.items():
+        for name, sql in _all_checks().items():
             rows = await conn.fetch(f"{sql} LIMIT {int(limit_per_check)}")
             if rows:
                 problems[name] = [dict(r) for r in rows]

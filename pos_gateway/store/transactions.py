@@ -1,21 +1,21 @@
 """Terminal transactions: the idempotency record, the debit and the journal line.
 
-Each write here is ONE statement, hence one transaction and one commit: the record of
-the request, the balance change and the journal line either all exist or none does.
-A retransmission racing its original hits the primary key (terminal, local date,
-STAN); the loser's statement rolls back whole and the stored answer is read instead.
+Each write here is one transaction (one statement where nothing needs deciding between
+a read and a write): the record of the request, the balance change and the journal line
+either all exist or none does. A retransmission racing its original hits the primary
+key (terminal, local date, STAN); the loser rolls back whole and the stored answer is
+read instead.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-
-from pos_gateway.domain.decisions import MAX_PIN_FAILURES
 
 _RETURNING = """
 RETURNING terminal_id, local_date, stan, request_hash, txn_type, transaction_id, rrn,
@@ -25,6 +25,9 @@ RETURNING terminal_id, local_date, stan, request_hash, txn_type, transaction_id,
 
 # txn_type of the row a reversal leaves in its original's place when it arrives first.
 BLOCKED = "blocked"
+# request_hash of a row whose request identity is not known (blocked rows, and rows
+# schema/004_request_identity.sql could not recompute).
+UNKNOWN_IDENTITY = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +106,7 @@ async def record_decline(
     amount: int | None,
     response_code: str,
 ) -> StoredAnswer:
-    """A decline decided before any money moved (03, 13, 14, 41, 54, 57, 62, 75)."""
+    """A decline decided before any money moved (03, 13, 14, 41, 54, 55, 57, 62, 75)."""
     return await _write(
         pool,
         f"""
@@ -125,129 +128,47 @@ async def record_decline(
     )
 
 
-async def record_wrong_pin(
-    pool: asyncpg.Pool,
-    key: RequestKey,
-    request_hash: bytes,
-    txn_type: str,
-    merchant_id: str,
-    card_id: int,
-    amount: int | None,
-    max_failures: int,
-) -> StoredAnswer:
-    """Count the failure atomically; the try that reaches the limit answers 75, not 55."""
-    return await _write(
-        pool,
-        f"""
-        WITH failed AS (
-            UPDATE cards SET pin_failures = LEAST(pin_failures + 1, $9)
-            WHERE card_id = $7
-            RETURNING account_id, pin_failures
-        )
-        INSERT INTO transactions (terminal_id, local_date, stan, request_hash, txn_type,
-                                  merchant_id, card_id, account_id, amount, response_code)
-        SELECT $1, $2, $3, $4, $5, $6, $7, account_id, $8,
-               CASE WHEN pin_failures >= $9 THEN '75' ELSE '55' END
-        FROM failed
-        {_RETURNING}
-        """,
-        key.terminal_id,
-        key.local_date,
-        key.stan,
-        request_hash,
-        txn_type,
-        merchant_id,
-        card_id,
-        amount,
-        max_failures,
-    )
-
-
-# After a correct PIN. The card's standing is read again inside the statement, so a card
-# locked, lost or frozen since it was first read is still refused; the debit itself is
-# the conditional UPDATE, which cannot take the balance below zero under any concurrency.
-_AFTER_GOOD_PIN = """
-WITH card AS (
-    SELECT c.card_id, c.account_id, c.status, c.pin_failures, a.status AS account_status,
-           a.balance
-    FROM cards c JOIN individual_accounts a USING (account_id)
-    WHERE c.card_id = $7
-), account_lock AS (
-    -- The account before the card, the order group commit takes them in: no deadlock.
-    SELECT account_id FROM individual_accounts
-    WHERE account_id = (SELECT account_id FROM card)
-    FOR NO KEY UPDATE
-), pin_reset AS (
-    UPDATE cards SET pin_failures = 0
-    WHERE card_id = $7 AND pin_failures BETWEEN 1 AND $10 - 1
-      AND EXISTS (SELECT 1 FROM account_lock)
-), debit AS (
-    -- account_lock is read here, before the row is updated: read after, by pin_reset
-    -- alone, it would skip the row this statement just updated and leave the counter.
-    UPDATE individual_accounts SET balance = balance - $8
-    WHERE $5 = 'purchase' AND account_id = (SELECT account_id FROM card)
-      AND balance >= $8 AND status = 'active' AND EXISTS (SELECT 1 FROM account_lock)
-      AND EXISTS (SELECT 1 FROM card WHERE status = 'active' AND pin_failures < $10)
-    RETURNING account_id, balance
-), decision AS (
-    SELECT card.account_id,
-           CASE WHEN card.status <> 'active' THEN '41'
-                WHEN card.pin_failures >= $10 THEN '75'
-                WHEN card.account_status <> 'active' THEN '62'
-                WHEN $5 = 'balance_inquiry' THEN '00'
-                WHEN EXISTS (SELECT 1 FROM debit) THEN '00'
-                ELSE '51' END AS code,
-           CASE WHEN $5 = 'balance_inquiry' THEN card.balance
-                ELSE (SELECT balance FROM debit) END AS balance
-    FROM card
-), txn AS (
-    INSERT INTO transactions (terminal_id, local_date, stan, request_hash, txn_type,
-                              merchant_id, card_id, account_id, amount, response_code,
-                              balance, auth_code)
-    SELECT $1, $2, $3, $4, $5, $6, $7, account_id,
-           CASE WHEN $5 = 'purchase' THEN $8 END, code,
-           CASE WHEN code = '00' THEN balance END,
-           CASE WHEN code = '00' THEN $9 END
-    FROM decision
-    RETURNING *
-), journal_line AS (
-    INSERT INTO journal (account_id, kind, amount, balance_after, transaction_id,
-                         terminal_id, merchant_id)
-    SELECT debit.account_id, 'purchase', -$8::bigint, debit.balance, txn.transaction_id,
-           txn.terminal_id, txn.merchant_id
-    FROM debit, txn
+# A PIN try is counted before its hash is checked, so that a burst of guesses spread over
+# several gateway processes cannot outrun the count: the UPDATE takes the card's row lock,
+# the one both good-PIN writes (record_good_pin, record_good_pin_batch) read the count
+# under. The limit is enforced here as the conditional UPDATE; the answers are chosen in
+# domain/decisions.py.
+# Its commit does not wait for the disk (synchronous_commit off for this transaction
+# only): an answer that tells the hash's outcome leaves only after a later synchronous
+# commit (the decline, the debit), which flushes the WAL up to it, this try included; a
+# crash before that loses a try whose outcome nobody was told. Waiting would cost a WAL
+# flush per PIN request, the very commit group commit is there to share.
+_CLAIM_PIN_TRY = """
+WITH taken AS (
+    SELECT 1 FROM transactions WHERE terminal_id = $2 AND local_date = $3 AND stan = $4
+), claimed AS (
+    UPDATE cards SET pin_failures = pin_failures + 1
+    WHERE card_id = $1 AND pin_failures < $5 AND NOT EXISTS (SELECT 1 FROM taken)
+    RETURNING pin_failures
 )
-SELECT terminal_id, local_date, stan, request_hash, txn_type, transaction_id, rrn,
-       amount, balance, response_code, auth_code
-FROM txn
+SELECT EXISTS (SELECT 1 FROM taken) AS taken, (SELECT pin_failures FROM claimed) AS tries,
+       set_config('synchronous_commit', 'off', true) AS commit_mode
 """
 
 
-async def record_after_good_pin(
-    pool: asyncpg.Pool,
-    key: RequestKey,
-    request_hash: bytes,
-    txn_type: str,
-    merchant_id: str,
-    card_id: int,
-    amount: int | None,
-    auth_code: str,
-    max_failures: int,
-) -> StoredAnswer:
-    """Purchase (debit + journal) or balance inquiry, with the PIN counter reset."""
-    return await _write(
-        pool,
-        _AFTER_GOOD_PIN,
-        key.terminal_id,
-        key.local_date,
-        key.stan,
-        request_hash,
-        txn_type,
-        merchant_id,
+async def claim_pin_try(
+    pool: asyncpg.Pool, card_id: int, key: RequestKey, max_failures: int
+) -> int | None:
+    """Count one PIN try on the card; return the count it took the card to, or None when
+    the card already has `max_failures`. Raises DuplicateKey when the request's key is
+    taken (a retransmission: nothing is counted, the stored answer is the answer)."""
+    row = await pool.fetchrow(_CLAIM_PIN_TRY, card_id, *_key_args(key), max_failures)
+    if row["taken"]:
+        raise DuplicateKey
+    return row["tries"]
+
+
+async def release_pin_try(pool: asyncpg.Pool, card_id: int) -> None:
+    """Give back a try that turned out to be a copy's (its key was taken while it was
+    being checked): the original's try is the one that counts."""
+    await pool.execute(
+        "UPDATE cards SET pin_failures = pin_failures - 1 WHERE card_id = $1 AND pin_failures > 0",
         card_id,
-        amount if amount is not None else 0,
-        auth_code,
-        max_failures,
     )
 
 
@@ -419,6 +340,14 @@ async def record_reversal(
     its commit, so it is found and reversed."""
     try:
         async with pool.acquire() as conn, conn.transaction():
+            # An itemised purchase's person is locked before its row and its account (§10
+            # lock order, the one an itemised refund takes too). Imported here: settlement
+            # builds on this module.
+            from pos_gateway.store import settlement
+
+            await settlement.lock_person_for_reversal(
+                conn, key.terminal_id, original_stan, original_dates
+            )
             found = await conn.fetchval(
                 _FIND_ORIGINAL, key.terminal_id, original_stan, original_dates
             )
@@ -430,10 +359,17 @@ async def record_reversal(
                 found = await conn.fetchval(
                     _FIND_ORIGINAL, key.terminal_id, original_stan, original_dates
                 )
+                if found is not None:
+                    # It arrived meanwhile: its person too, before the account.
+                    await settlement.lock_person_for_reversal(
+                        conn, key.terminal_id, original_stan, [found]
+                    )
+            original_date = found or original_dates[0]
             row = await conn.fetchrow(
                 _REVERSAL, *_key_args(key), request_hash, txn_type, merchant_id,
-                original_stan, auth_code, found or original_dates[0],
+                original_stan, auth_code, original_date,
             )  # fmt: skip
+            await settlement.undo_after_reversal(conn, row["transaction_id"])
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name == "transactions_pkey":
             raise DuplicateKey from exc
@@ -456,6 +392,10 @@ class GoodPinRequest:
     card_id: int
     amount: int | None
     auth_code: str
+    pin_try: int  # the PIN-failure count this request's try took the card to (claim_pin_try)
+    # The card and account as last read (status, pin_failures, account_status, balance):
+    # what a request written alone is decided on first (record_good_pin).
+    seen: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 _LOCK_AND_READ = """
@@ -464,7 +404,7 @@ SELECT c.card_id, c.account_id, c.status, c.pin_failures, a.status AS account_st
 FROM cards c JOIN individual_accounts a USING (account_id)
 WHERE c.card_id = ANY($1::bigint[])
 ORDER BY a.account_id, c.card_id
-FOR NO KEY UPDATE OF a
+FOR NO KEY UPDATE OF a, c
 """
 
 _WRITE_BATCH = f"""
@@ -490,9 +430,10 @@ WITH input AS (
           WHERE txn_type = 'purchase' AND response_code = '00'
           ORDER BY account_id, ord DESC) AS last
     WHERE a.account_id = last.account_id
-), pin_reset AS (
-    UPDATE cards SET pin_failures = 0
-    WHERE card_id = ANY($14::bigint[]) AND pin_failures > 0
+), pin_counts AS (
+    UPDATE cards c SET pin_failures = p.pin_failures
+    FROM unnest($14::bigint[], $15::int[]) AS p(card_id, pin_failures)
+    WHERE c.card_id = p.card_id AND c.pin_failures <> p.pin_failures
 ), journal_lines AS (
     INSERT INTO journal (account_id, kind, amount, balance_after, transaction_id,
                          terminal_id, merchant_id)
@@ -511,31 +452,31 @@ async def record_good_pin_batch(
 ) -> list[StoredAnswer]:
     """Decide and record many good-PIN requests in one transaction and one commit.
 
-    The accounts are locked in account order (two batches can never deadlock), then each
-    request is decided in arrival order against the running balance, so several purchases
-    on one card in one batch are judged exactly as if they had come one by one. Each
-    account row is written once, with its final balance; every approved purchase gets its
-    journal line with its own balance after. Raises DuplicateKey if any request's key was
-    taken meanwhile: the caller then falls back to one statement per request."""
+    The accounts and cards are locked in account order (two batches can never deadlock;
+    a PIN try counted meanwhile waits for the commit), then each request is decided by
+    `decide(request, card, balance, pin_failures) -> AfterPin` in arrival order against
+    the running balance and PIN-failure count, so several requests on one card in one
+    batch are judged exactly as if they had come one by one. Each account and card row is
+    written once, with its final value; every approved purchase gets its journal line with
+    its own balance after. Raises DuplicateKey if any request's key was taken meanwhile:
+    the caller then falls back to one request at a time."""
     async with conn.transaction():
         rows = await conn.fetch(_LOCK_AND_READ, list({r.card_id for r in requests}))
         cards = {row["card_id"]: row for row in rows}
         balances = {row["account_id"]: row["balance"] for row in rows}
+        failures = {row["card_id"]: row["pin_failures"] for row in rows}
         columns: list[list] = [[] for _ in range(13)]
-        resets: list[int] = []
         for ord_, request in enumerate(requests):
             card = cards[request.card_id]
-            outcome = decide(request, card, balances[card["account_id"]])
-            balances[card["account_id"]] = outcome.balance
+            account_id = card["account_id"]
+            outcome = decide(request, card, balances[account_id], failures[request.card_id])
+            balances[account_id] = outcome.balance
+            failures[request.card_id] = outcome.pin_failures
             approved = outcome.code == "00"
-            # The PIN was right, whatever the decision: the failure count starts over
-            # (unless the card got locked meanwhile).
-            if 0 < card["pin_failures"] < MAX_PIN_FAILURES:
-                resets.append(request.card_id)
             values = (
                 request.key.terminal_id, request.key.local_date, request.key.stan,
                 request.request_hash, request.txn_type, request.merchant_id, request.card_id,
-                card["account_id"],
+                account_id,
                 request.amount if request.txn_type == "purchase" else None,
                 outcome.code.value, outcome.balance if approved else None,
                 request.auth_code if approved else None, ord_,
@@ -543,7 +484,9 @@ async def record_good_pin_batch(
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
         try:
-            written = await conn.fetch(_WRITE_BATCH, *columns, resets)
+            written = await conn.fetch(
+                _WRITE_BATCH, *columns, list(failures), list(failures.values())
+            )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "transactions_pkey":
                 raise DuplicateKey from exc
@@ -553,6 +496,90 @@ async def record_good_pin_batch(
         StoredAnswer.from_row(by_key[(r.key.terminal_id, r.key.local_date, r.key.stan)])
         for r in requests
     ]
+
+
+# One good-PIN request alone, in one statement: the decision is taken in Python
+# (domain/decisions.py) on the card and account as last read, and written here only if
+# they are still exactly that under the rows' locks ($12-$15: card status, PIN-failure
+# count, account status, balance). Otherwise nothing is written and the locked state
+# comes back, to be decided on again. SQL guards the decision, it never makes one.
+_GOOD_PIN_ALONE = f"""
+WITH locked AS (
+    SELECT c.card_id, c.account_id, c.status, c.pin_failures, a.status AS account_status,
+           a.balance
+    FROM cards c JOIN individual_accounts a USING (account_id)
+    WHERE c.card_id = $7
+    FOR NO KEY UPDATE OF a, c
+), ok AS (
+    SELECT * FROM locked
+    WHERE status = $12 AND pin_failures = $13 AND account_status = $14 AND balance = $15
+), debit AS (
+    UPDATE individual_accounts a SET balance = $10
+    FROM ok WHERE a.account_id = ok.account_id AND a.balance <> $10
+), pin_count AS (
+    UPDATE cards c SET pin_failures = $16
+    FROM ok WHERE c.card_id = ok.card_id AND c.pin_failures <> $16
+), txn AS (
+    INSERT INTO transactions (terminal_id, local_date, stan, request_hash, txn_type,
+                              merchant_id, card_id, account_id, amount, response_code,
+                              balance, auth_code)
+    SELECT $1, $2, $3, $4, $5, $6, $7, ok.account_id, $8, $9,
+           CASE WHEN $11::text IS NOT NULL THEN $10 END, $11
+    FROM ok
+    {_RETURNING}, merchant_id, account_id
+), journal_line AS (
+    INSERT INTO journal (account_id, kind, amount, balance_after, transaction_id,
+                         terminal_id, merchant_id)
+    SELECT txn.account_id, 'purchase', -txn.amount, txn.balance, txn.transaction_id,
+           txn.terminal_id, txn.merchant_id
+    FROM txn WHERE txn.txn_type = 'purchase' AND txn.response_code = '00'
+)
+SELECT locked.status AS locked_status, locked.pin_failures AS locked_pin_failures,
+       locked.account_status AS locked_account_status, locked.balance AS locked_balance,
+       txn.*
+FROM locked LEFT JOIN txn ON true
+"""
+
+_SEEN_ATTEMPTS = 3
+
+
+async def record_good_pin(pool: asyncpg.Pool, request: GoodPinRequest, decide) -> StoredAnswer:
+    """One good-PIN request alone: decided by `decide` (as record_good_pin_batch does) on
+    `request.seen`, written in one statement if the card and account are still as seen,
+    else decided again on their locked state. Without `seen`, or when the state keeps
+    changing, it is written as a batch of one."""
+    seen = request.seen
+    for _ in range(_SEEN_ATTEMPTS if seen is not None else 0):
+        assert seen is not None
+        outcome = decide(request, seen, seen["balance"], seen["pin_failures"])
+        approved = outcome.code == "00"
+        try:
+            row = await pool.fetchrow(
+                _GOOD_PIN_ALONE, *_key_args(request.key), request.request_hash,
+                request.txn_type, request.merchant_id, request.card_id,
+                request.amount if request.txn_type == "purchase" else None,
+                outcome.code.value, outcome.balance,
+                request.auth_code if approved else None,
+                seen["status"], seen["pin_failures"], seen["account_status"], seen["balance"],
+                outcome.pin_failures,
+            )  # fmt: skip
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "transactions_pkey":
+                raise DuplicateKey from exc
+            raise
+        if row is None:  # the card vanished: cards are never deleted
+            raise LookupError("card not found while recording the transaction")
+        if row["transaction_id"] is not None:
+            return StoredAnswer.from_row(row)
+        seen = {
+            "status": row["locked_status"],
+            "pin_failures": row["locked_pin_failures"],
+            "account_status": row["locked_account_status"],
+            "balance": row["locked_balance"],
+        }
+    async with pool.acquire() as conn:
+        (answer,) = await record_good_pin_batch(conn, [request], decide)
+    return answer
 
 
 @dataclass(frozen=True, slots=True)
