@@ -202,9 +202,7 @@ class _Run:
         if txn_type == "reversal":
             fields["original_stan"] = original["answer"]["stan"]  # type: ignore[index]
         sender: Terminal | IsoTerminal = terminal
-        if isinstance(terminal, IsoTerminal) and (
-            "items" in fields or txn_type == "settlement_trial"
-        ):
+        if isinstance(terminal, IsoTerminal) and _json_only(step):
             # ISO 8583 carries no items (DESIGN §10 is JSON only): the same terminal, with
             # the same STAN counter, sends this one as JSON; its batch counts it as usual.
             sender = Terminal(self.session, self.base_url, terminal.config, terminal.stans)
@@ -294,7 +292,7 @@ async def _steps(
         tid = run.terminal(step["terminal"]).config.terminal_id
         print(f"\n[{number}] {title}  (terminal {tid})", file=out)
         print(f"  -> {describe_request(body)}", file=out)
-        how = "ISO 8583" if run.iso else f"HTTP {answer.status}"
+        how = "ISO 8583" if run.iso and not _json_only(step) else f"HTTP {answer.status}"
         print(f"  <- {how} {answer.body}", file=out)
         if isinstance(answer.body.get("split"), dict):
             print(render_split(answer.body["split"]), file=out)
@@ -304,6 +302,11 @@ async def _steps(
         verdict = "ok" if not problems else "MISMATCH: " + "; ".join(problems)
         print(f"  {verdict}", file=out)
         results.append(StepResult(title, not problems, tuple(problems), answer))
+
+
+def _json_only(step: dict[str, Any]) -> bool:
+    """Itemised steps and trials: DESIGN §10 is carried by the JSON protocol only."""
+    return "items" in step or step["type"] == "settlement_trial"
 
 
 def _signed_amount(text: str) -> int:

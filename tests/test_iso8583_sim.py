@@ -49,6 +49,8 @@ async def test_demo_scenario_passes_over_iso(demo: dict[str, Any], client, iso_p
     printed = out.getvalue() + "\n".join(shown)
     assert "ISO 8583" in printed and "MTI 0200" in printed and "MTI 0510" in printed
     assert "<PIN block>" in printed and "<MAC>" in printed
+    # The itemised steps (DESIGN §10, JSON only) went as JSON from the same terminal.
+    assert "<- HTTP 200" in out.getvalue() and "split, covered: total 106.00" in out.getvalue()
     for card in demo["cards"]:
         assert card["pan"] not in printed
 
