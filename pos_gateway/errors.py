@@ -50,10 +50,8 @@ class ConflictsWithRecord(DomainError):
     code = "conflict"
 
 
-# The names the services and other branches use today; they are the same classes.
-ApiError = DomainError
+# kept until services/transactions.py etc. are renamed: http/terminal.py, http/messages.py
+# and http/validation.py still import these old names (the same classes). Do not use them.
 BadRequest = InvalidInput
 Unauthorized = NotAuthenticated
 Forbidden = NotPermitted
-NotFound = NoSuchRecord
-Conflict = ConflictsWithRecord

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from pos_gateway.domain.cards import pan_well_formed
-from pos_gateway.errors import BadRequest
+from pos_gateway.errors import InvalidInput
 from pos_gateway.http.actors import operator_actor
 from pos_gateway.http.api import operation
 from pos_gateway.http.render import (
@@ -77,21 +77,21 @@ def _admin(request: web.Request) -> AdminService:
 def _pan(request: web.Request) -> str:
     pan = request.match_info["pan"]
     if not pan_well_formed(pan):
-        raise BadRequest("pan must be 16 to 19 digits", code="invalid_pan")
+        raise InvalidInput("pan must be 16 to 19 digits", code="invalid_pan")
     return pan
 
 
 def _terminal_id(request: web.Request) -> str:
     terminal_id = request.match_info["terminal_id"]
     if not TERMINAL_ID_RE.fullmatch(terminal_id):
-        raise BadRequest("terminal_id must be 8 characters [0-9A-Z]")
+        raise InvalidInput("terminal_id must be 8 characters [0-9A-Z]")
     return terminal_id
 
 
 def _merchant_id(request: web.Request) -> str:
     merchant_id = request.match_info["merchant_id"]
     if not MERCHANT_ID_RE.fullmatch(merchant_id):
-        raise BadRequest("merchant_id must be 15 characters [0-9A-Z]")
+        raise InvalidInput("merchant_id must be 15 characters [0-9A-Z]")
     return merchant_id
 
 
@@ -316,7 +316,7 @@ async def register_terminal(request: web.Request) -> web.Response:
     data = await _body(request, {"merchant_id", "terminal_id"})
     terminal_id = field_str(data, "terminal_id", max_len=8, required=False)
     if terminal_id is not None and not TERMINAL_ID_RE.fullmatch(terminal_id):
-        raise BadRequest("terminal_id must be 8 characters [0-9A-Z]")
+        raise InvalidInput("terminal_id must be 8 characters [0-9A-Z]")
     registered = await _admin(request).register_terminal(
         field_str(data, "merchant_id", max_len=15), terminal_id, actor=operator_actor(request)
     )

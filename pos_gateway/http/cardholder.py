@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pos_gateway.errors import BadRequest
+from pos_gateway.errors import InvalidInput
 from pos_gateway.http.actors import cardholder_actor
 from pos_gateway.http.api import operation
 from pos_gateway.http.bodies import (
@@ -83,7 +83,7 @@ async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
 def _card_id(request: web.Request) -> int:
     raw = request.match_info["card_id"]
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise BadRequest("card_id must be a positive integer")
+        raise InvalidInput("card_id must be a positive integer")
     return int(raw)
 
 

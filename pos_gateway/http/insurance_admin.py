@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from pos_gateway.domain.employment import USCC_RE
-from pos_gateway.errors import BadRequest
+from pos_gateway.errors import InvalidInput
 from pos_gateway.http.actors import operator_actor
 from pos_gateway.http.api import operation
 from pos_gateway.http.insurance_state import INSURANCE
@@ -90,14 +90,14 @@ def _ssn(request: web.Request) -> str:
     """Shape only; the service checks the GB 11643 check character."""
     ssn = request.match_info["ssn"]
     if len(ssn) != 18:
-        raise BadRequest("ssn must be an 18-character citizen ID number", code="invalid_ssn")
+        raise InvalidInput("ssn must be an 18-character citizen ID number", code="invalid_ssn")
     return ssn
 
 
 def _employer_id(request: web.Request) -> str:
     employer_id = request.match_info["employer_id"]
     if not USCC_RE.fullmatch(employer_id):
-        raise BadRequest("employer_id must be an 18-character unified social credit code")
+        raise InvalidInput("employer_id must be an 18-character unified social credit code")
     return employer_id
 
 
@@ -204,7 +204,7 @@ async def late_registrations(request: web.Request) -> web.StreamResponse:
     ?from=YYYY-MM-DD&to=YYYY-MM-DD (default: the current month)&employer_id=&format=."""
     employer_id = request.query.get("employer_id")
     if employer_id is not None and not USCC_RE.fullmatch(employer_id):
-        raise BadRequest("employer_id must be an 18-character unified social credit code")
+        raise InvalidInput("employer_id must be an 18-character unified social credit code")
     report = await _insurance(request).late_registrations(
         field_optional_date(request.query, "from"),
         field_optional_date(request.query, "to"),
@@ -465,10 +465,10 @@ async def audit_trail(request: web.Request) -> web.Response:
     query = request.query
     subject_kind = query.get("subject_kind")
     if subject_kind is not None and subject_kind not in AUDIT_SUBJECTS:
-        raise BadRequest(f"subject_kind must be one of {', '.join(sorted(AUDIT_SUBJECTS))}")
+        raise InvalidInput(f"subject_kind must be one of {', '.join(sorted(AUDIT_SUBJECTS))}")
     for name in ("subject_id", "action"):
         if len(query.get(name, "")) > 64:
-            raise BadRequest(f"{name} is at most 64 characters")
+            raise InvalidInput(f"{name} is at most 64 characters")
     page = await audit_trail_page(
         request.config_dict[SERVICES].pool,
         subject_kind=subject_kind,

@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from pos_gateway.errors import BadRequest, DomainError
+from pos_gateway.errors import DomainError, InvalidInput
 from pos_gateway.iso8583 import codec, messages
 from pos_gateway.services.terminal import TerminalAuth, TerminalFrontDoor, TerminalOutcome
 from pos_gateway.store.database import database_unavailable
@@ -115,7 +115,7 @@ class IsoListener:
             return messages.refusal(fields, messages.FORMAT_ERROR), outcome.mac_key
         try:
             code = messages.network_code(fields)
-        except BadRequest:
+        except InvalidInput:
             return messages.refusal(fields, messages.FORMAT_ERROR), outcome.mac_key
         assert outcome.answer is not None
         batch_no = outcome.answer["batch_no"] if code == messages.SIGN_ON else None
@@ -128,7 +128,7 @@ class IsoListener:
         try:
             request = messages.parse_transaction(fields, self._business_date())
             malformed = None
-        except BadRequest as exc:
+        except InvalidInput as exc:
             request, malformed = None, exc
         outcome = await self._front_door.transaction(auth, request, malformed)
         if outcome.status != "answer":
@@ -141,7 +141,7 @@ class IsoListener:
     ) -> tuple[dict[str, str], bytes | None]:
         try:
             batch_no, figures, digest = messages.parse_batch_close(fields)
-        except BadRequest:
+        except InvalidInput:
             # Authenticated first: the format error is MACed only for the real terminal.
             outcome = await self._front_door.open_batch(auth)
             if outcome.status != "answer":
@@ -166,7 +166,7 @@ def _refused(
     # repeats a closed one with other figures, is an invalid transaction.
     code = (
         messages.FORMAT_ERROR
-        if outcome.error is None or isinstance(outcome.error, BadRequest)
+        if outcome.error is None or isinstance(outcome.error, InvalidInput)
         else messages.INVALID_TRANSACTION
     )
     out = messages.refusal(fields, code)
