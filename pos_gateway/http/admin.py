@@ -11,6 +11,19 @@ from pos_gateway.domain.cards import pan_well_formed
 from pos_gateway.errors import InvalidInput
 from pos_gateway.http.actors import operator_actor
 from pos_gateway.http.api import operation
+from pos_gateway.http.bodies import (
+    CardIssue,
+    CardReplacement,
+    ContributionCorrection,
+    ContributionRecord,
+    DesignationRenewal,
+    MerchantRegistration,
+    PersonRegistration,
+    PinReset,
+    TerminalRegistration,
+    as_month,
+    parse_body,
+)
 from pos_gateway.http.render import (
     SETTLEMENT_COLUMNS,
     STATEMENT_COLUMNS,
@@ -39,7 +52,6 @@ from pos_gateway.http.schemas import (
     STATEMENT_PAGE,
     STATUS_ONLY,
     STR,
-    TERMINAL_ID,
     TERMINAL_PATH,
     array,
     obj,
@@ -51,23 +63,12 @@ from pos_gateway.http.validation import (
     MERCHANT_ID_RE,
     TERMINAL_ID_RE,
     field_date,
-    field_fen,
     field_month,
-    field_str,
-    only_fields,
-    parse_json_object,
-    unchecked,
 )
 from pos_gateway.services import reports
 from pos_gateway.services.admin import AdminService
 
 routes = web.RouteTableDef()
-
-
-async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
-    data = parse_json_object(await request.read())
-    only_fields(data, allowed)
-    return data
 
 
 def _admin(request: web.Request) -> AdminService:
@@ -99,16 +100,16 @@ def _merchant_id(request: web.Request) -> str:
 @operation(
     "Register a person and their individual account (idempotent on the ssn)",
     "operator",
-    body=obj({"ssn": SSN, "name": STR, "opening_allocation": FEN}, ("ssn", "name")),
+    body=PersonRegistration,
     ok=obj({"ssn": SSN, "account_id": INT, "balance": FEN, "created": BOOL}),
     status="201",
 )
 async def register_person(request: web.Request) -> web.Response:
-    data = await _body(request, {"ssn", "name", "opening_allocation"})
+    body = await parse_body(request, PersonRegistration)
     result = await _admin(request).register_person(
-        unchecked(data, "ssn"),
-        field_str(data, "name", max_len=100),
-        field_fen(data, "opening_allocation", default=0),
+        body.ssn,
+        body.name,
+        body.opening_allocation,
         actor=operator_actor(request),
     )
     return web.json_response(result, status=201 if result["created"] else 200)
@@ -120,18 +121,18 @@ async def register_person(request: web.Request) -> web.Response:
     "recorded with other amounts: see .../correction)",
     "operator",
     params=[SSN_PATH],
-    body=obj({"month": MONTH, "employer_part": FEN, "individual_part": FEN}, ("month",)),
+    body=ContributionRecord,
     ok=obj({"month": MONTH, "created": BOOL}),
     status="201",
 )
 async def record_contribution(request: web.Request) -> web.Response:
-    data = await _body(request, {"month", "employer_part", "individual_part"})
-    month = field_month(data, "month")
+    body = await parse_body(request, ContributionRecord)
+    month = as_month(body.month)
     created = await _admin(request).record_contribution(
         request.match_info["ssn"],
         month,
-        field_fen(data, "employer_part", default=0),
-        field_fen(data, "individual_part", default=0),
+        body.employer_part,
+        body.individual_part,
         actor=operator_actor(request),
     )
     return web.json_response(
@@ -144,20 +145,17 @@ async def record_contribution(request: web.Request) -> web.Response:
     "Correct a recorded month's amounts, with a reason (audited; 409 once the month is allocated)",
     "operator",
     params=[SSN_PATH, param("month", "path", MONTH)],
-    body=obj(
-        {"employer_part": FEN, "individual_part": FEN, "reason": STR},
-        ("employer_part", "individual_part", "reason"),
-    ),
+    body=ContributionCorrection,
     ok=obj({"month": MONTH, "employer_part": FEN, "individual_part": FEN, "corrected": BOOL}),
 )
 async def correct_contribution(request: web.Request) -> web.Response:
-    data = await _body(request, {"employer_part", "individual_part", "reason"})
+    body = await parse_body(request, ContributionCorrection)
     result = await _admin(request).correct_contribution(
         request.match_info["ssn"],
         field_month(dict(request.match_info), "month"),
-        field_fen(data, "employer_part"),
-        field_fen(data, "individual_part"),
-        field_str(data, "reason", max_len=500),
+        body.employer_part,
+        body.individual_part,
+        body.reason,
         actor=operator_actor(request),
     )
     return web.json_response(result)
@@ -187,17 +185,17 @@ async def unfreeze_account(request: web.Request) -> web.Response:
 @operation(
     "Issue a card (a generated PIN is returned once)",
     "operator",
-    body=obj({"ssn": SSN, "pin": PIN, "pan": PAN, "expires_on": DATE}, ("ssn",)),
+    body=CardIssue,
     ok=ref("IssuedCard"),
     status="201",
 )
 async def issue_card(request: web.Request) -> web.Response:
-    data = await _body(request, {"ssn", "pin", "pan", "expires_on"})
+    body = await parse_body(request, CardIssue)
     card = await _admin(request).issue_card(
-        unchecked(data, "ssn"),
-        pin=field_str(data, "pin", max_len=12, required=False),
-        pan=field_str(data, "pan", max_len=19, required=False),
-        expires_on=field_date(data, "expires_on", required=False),
+        body.ssn,
+        pin=body.pin,
+        pan=body.pan,
+        expires_on=body.expires_on,
         actor=operator_actor(request),
     )
     out: dict[str, Any] = {
@@ -258,15 +256,15 @@ async def report_lost(request: web.Request) -> web.Response:
     "Reset a forgotten PIN after the holder's ID number is checked; clears the PIN lockout",
     "operator",
     params=[PAN_PATH],
-    body=obj({"ssn": SSN, "new_pin": PIN}),
+    body=PinReset,
     ok=STATUS_ONLY,
 )
 async def reset_pin(request: web.Request) -> web.Response:
-    data = await _body(request, {"ssn", "new_pin"})
+    body = await parse_body(request, PinReset)
     await _admin(request).reset_pin(
         _pan(request),
-        unchecked(data, "ssn"),
-        field_str(data, "new_pin", max_len=12),
+        body.ssn,
+        body.new_pin,
         actor=operator_actor(request),
     )
     return web.json_response({"status": "pin_reset"})
@@ -276,29 +274,18 @@ async def reset_pin(request: web.Request) -> web.Response:
 @operation(
     "Register a designated merchant with its designation period",
     "operator",
-    body=obj(
-        {
-            "name": STR,
-            "kind": {"enum": ["pharmacy", "hospital"]},
-            "designated_from": DATE,
-            "designated_until": DATE,
-            "merchant_id": MERCHANT_ID,
-        },
-        ("name", "kind", "designated_from", "designated_until"),
-    ),
+    body=MerchantRegistration,
     ok=ref("Merchant"),
     status="201",
 )
 async def register_merchant(request: web.Request) -> web.Response:
-    data = await _body(
-        request, {"name", "kind", "designated_from", "designated_until", "merchant_id"}
-    )
+    body = await parse_body(request, MerchantRegistration)
     row = await _admin(request).register_merchant(
-        field_str(data, "name"),
-        field_str(data, "kind", max_len=20),
-        field_date(data, "designated_from"),
-        field_date(data, "designated_until"),
-        field_str(data, "merchant_id", max_len=15, required=False),
+        body.name,
+        body.kind,
+        body.designated_from,
+        body.designated_until,
+        body.merchant_id,
         actor=operator_actor(request),
     )
     return web.json_response(_merchant_json(row), status=201)
@@ -308,17 +295,14 @@ async def register_merchant(request: web.Request) -> web.Response:
 @operation(
     "Register a terminal; its keys are returned once",
     "operator",
-    body=obj({"merchant_id": MERCHANT_ID, "terminal_id": TERMINAL_ID}, ("merchant_id",)),
+    body=TerminalRegistration,
     ok=ref("TerminalKeys"),
     status="201",
 )
 async def register_terminal(request: web.Request) -> web.Response:
-    data = await _body(request, {"merchant_id", "terminal_id"})
-    terminal_id = field_str(data, "terminal_id", max_len=8, required=False)
-    if terminal_id is not None and not TERMINAL_ID_RE.fullmatch(terminal_id):
-        raise InvalidInput("terminal_id must be 8 characters [0-9A-Z]")
+    body = await parse_body(request, TerminalRegistration)
     registered = await _admin(request).register_terminal(
-        field_str(data, "merchant_id", max_len=15), terminal_id, actor=operator_actor(request)
+        body.merchant_id, body.terminal_id, actor=operator_actor(request)
     )
     return web.json_response(
         {
@@ -410,7 +394,7 @@ async def settlement_report(request: web.Request) -> web.StreamResponse:
     "becomes 'replaced' (answered 41)",
     "operator",
     params=[PAN_PATH],
-    body=obj({"ssn": SSN, "pin": PIN}, ("ssn",)),
+    body=CardReplacement,
     ok=obj(
         {
             "pan": PAN,
@@ -426,11 +410,11 @@ async def settlement_report(request: web.Request) -> web.StreamResponse:
 async def replace_card(request: web.Request) -> web.Response:
     """New card (new PAN) on the same account after the holder's ID number is checked;
     the old card answers 41 from now on. Without `pin`, one is generated and shown once."""
-    data = await _body(request, {"ssn", "pin"})
+    body = await parse_body(request, CardReplacement)
     card = await _admin(request).replace_card(
         _pan(request),
-        unchecked(data, "ssn"),
-        pin=field_str(data, "pin", max_len=12, required=False),
+        body.ssn,
+        pin=body.pin,
         actor=operator_actor(request),
     )
     out: dict[str, Any] = {
@@ -456,16 +440,16 @@ async def get_merchant(request: web.Request) -> web.Response:
     "Renew (or change) the designation period",
     "operator",
     params=[MERCHANT_PATH],
-    body=obj({"designated_from": DATE, "designated_until": DATE}, ("designated_until",)),
+    body=DesignationRenewal,
     ok=ref("Merchant"),
 )
 async def renew_designation(request: web.Request) -> web.Response:
     """Renew (or change) the designation period: {designated_until[, designated_from]}."""
-    data = await _body(request, {"designated_from", "designated_until"})
+    body = await parse_body(request, DesignationRenewal)
     row = await _admin(request).renew_designation(
         _merchant_id(request),
-        field_date(data, "designated_until"),
-        field_date(data, "designated_from", required=False),
+        body.designated_until,
+        body.designated_from,
         actor=operator_actor(request),
     )
     return web.json_response(_merchant_json(row))

@@ -5,18 +5,19 @@ are allowed."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from pos_gateway.errors import InvalidInput
 from pos_gateway.http.actors import cardholder_actor
 from pos_gateway.http.api import operation
 from pos_gateway.http.bodies import (
+    FlexibleEmployment,
+    FromMonth,
     Login,
     LoginAnswer,
     PasswordChange,
     PinChange,
+    as_month,
     parse_body,
     respond,
 )
@@ -35,7 +36,6 @@ from pos_gateway.http.schemas import (
     LIMIT,
     MASKED_PAN,
     MONTH,
-    MONTH_BODY,
     SSN,
     STATEMENT_PAGE,
     STATUS_ONLY,
@@ -47,14 +47,7 @@ from pos_gateway.http.schemas import (
     param,
     ref,
 )
-from pos_gateway.http.validation import (
-    field_date,
-    field_month,
-    field_optional_date,
-    field_optional_month,
-    only_fields,
-    parse_json_object,
-)
+from pos_gateway.http.validation import field_optional_date, field_optional_month
 from pos_gateway.services.cardholder import CardholderService, Session
 from pos_gateway.services.insurance import InsuranceService
 
@@ -72,12 +65,6 @@ def _insurance(request: web.Request) -> InsuranceService:
 
 def _session(request: web.Request) -> Session:
     return request[SESSION]
-
-
-async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
-    data = parse_json_object(await request.read())
-    only_fields(data, allowed)
-    return data
 
 
 def _card_id(request: web.Request) -> int:
@@ -276,7 +263,7 @@ async def report_lost(request: web.Request) -> web.Response:
 @operation(
     "Declare a suspension of my insurance from a month on",
     "cardholder",
-    body=MONTH_BODY,
+    body=FromMonth,
     ok=obj(
         {
             "ssn": SSN,
@@ -292,11 +279,11 @@ async def report_lost(request: web.Request) -> web.Response:
 )
 async def declare_suspension(request: web.Request) -> web.Response:
     """Suspend insurance from {from_month: YYYY-MM} on: contributions stop from then."""
-    data = await _body(request, {"from_month"})
+    body = await parse_body(request, FromMonth)
     session = _session(request)
     result = await _insurance(request).declare_suspension(
         session.ssn,
-        field_month(data, "from_month"),
+        as_month(body.from_month),
         actor=cardholder_actor(request, session.ssn),
     )
     return web.json_response(result, status=201)
@@ -306,19 +293,19 @@ async def declare_suspension(request: web.Request) -> web.Response:
 @operation(
     "Register myself as flexibly employed",
     "cardholder",
-    body=obj({"started_on": DATE}),
+    body=FlexibleEmployment,
     ok=ref("Employment"),
     status="201",
     errors=("400", "401", "403", "409"),
 )
 async def register_flexible_employment(request: web.Request) -> web.Response:
     """A flexibly employed person registers themselves: {started_on: YYYY-MM-DD}."""
-    data = await _body(request, {"started_on"})
+    body = await parse_body(request, FlexibleEmployment)
     session = _session(request)
     result = await _insurance(request).register_employment(
         session.ssn,
         None,
-        field_date(data, "started_on"),
+        body.started_on,
         actor=cardholder_actor(request, session.ssn),
     )
     return web.json_response(result, status=201)

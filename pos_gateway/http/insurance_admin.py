@@ -12,6 +12,16 @@ from pos_gateway.domain.employment import USCC_RE
 from pos_gateway.errors import InvalidInput
 from pos_gateway.http.actors import operator_actor
 from pos_gateway.http.api import operation
+from pos_gateway.http.bodies import (
+    AllocationRun,
+    CounterPasswordReset,
+    EmployerRegistration,
+    EmploymentEnd,
+    EmploymentRegistration,
+    FromMonth,
+    as_month,
+    parse_body,
+)
 from pos_gateway.http.insurance_state import INSURANCE
 from pos_gateway.http.render import csv_response, path_int, query_int, wants_csv
 from pos_gateway.http.schemas import (
@@ -28,7 +38,6 @@ from pos_gateway.http.schemas import (
     INT,
     LIMIT,
     MONTH,
-    MONTH_BODY,
     PAN,
     SSN,
     SSN_PATH,
@@ -43,14 +52,9 @@ from pos_gateway.http.schemas import (
 )
 from pos_gateway.http.state import SERVICES
 from pos_gateway.http.validation import (
-    field_date,
     field_month,
     field_optional_date,
     field_optional_month,
-    field_str,
-    only_fields,
-    parse_json_object,
-    unchecked,
 )
 from pos_gateway.services.audit_trail import audit_trail_page
 from pos_gateway.services.cardholder import CardholderService
@@ -80,12 +84,6 @@ def _cardholder(request: web.Request) -> CardholderService:
     return request.config_dict[INSURANCE].cardholder
 
 
-async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
-    data = parse_json_object(await request.read())
-    only_fields(data, allowed)
-    return data
-
-
 def _ssn(request: web.Request) -> str:
     """Shape only; the service checks the GB 11643 check character."""
     ssn = request.match_info["ssn"]
@@ -112,15 +110,15 @@ def _month_path(request: web.Request) -> Any:
 @operation(
     "Register an employer (code generated when not given)",
     "operator",
-    body=obj({"name": STR, "employer_id": EMPLOYER_ID}, ("name",)),
+    body=EmployerRegistration,
     ok=obj({"employer_id": EMPLOYER_ID, "name": STR}),
     status="201",
 )
 async def register_employer(request: web.Request) -> web.Response:
-    data = await _body(request, {"name", "employer_id"})
+    body = await parse_body(request, EmployerRegistration)
     employer = await _insurance(request).register_employer(
-        field_str(data, "name"),
-        field_str(data, "employer_id", max_len=18, required=False),
+        body.name,
+        body.employer_id,
         actor=operator_actor(request),
     )
     return web.json_response(employer, status=201)
@@ -142,20 +140,17 @@ async def get_employer(request: web.Request) -> web.Response:
     "Register an employment (late when more than 30 days after hiring); "
     "without employer_id, flexible employment",
     "operator",
-    body=obj(
-        {"ssn": SSN, "employer_id": EMPLOYER_ID, "hired_on": DATE},
-        ("ssn", "hired_on"),
-    ),
+    body=EmploymentRegistration,
     ok=ref("Employment"),
     status="201",
 )
 async def register_employment(request: web.Request) -> web.Response:
     """{ssn, hired_on[, employer_id]}: without employer_id, flexible employment."""
-    data = await _body(request, {"ssn", "employer_id", "hired_on"})
+    body = await parse_body(request, EmploymentRegistration)
     employment = await _insurance(request).register_employment(
-        unchecked(data, "ssn"),
-        field_str(data, "employer_id", max_len=18, required=False),
-        field_date(data, "hired_on"),
+        body.ssn,
+        body.employer_id,
+        body.hired_on,
         actor=operator_actor(request),
     )
     return web.json_response(employment, status=201)
@@ -166,14 +161,14 @@ async def register_employment(request: web.Request) -> web.Response:
     "End an employment",
     "operator",
     params=[param("employment_id", "path", INT)],
-    body=obj({"ended_on": DATE}),
+    body=EmploymentEnd,
     ok=ref("Employment"),
 )
 async def end_employment(request: web.Request) -> web.Response:
-    data = await _body(request, {"ended_on"})
+    body = await parse_body(request, EmploymentEnd)
     employment = await _insurance(request).end_employment(
         path_int(request, "employment_id"),
-        field_date(data, "ended_on"),
+        body.ended_on,
         actor=operator_actor(request),
     )
     return web.json_response(employment)
@@ -299,14 +294,14 @@ async def employer_notice(request: web.Request) -> web.StreamResponse:
     "Declare a suspension of insurance from a month (at the counter)",
     "operator",
     params=[SSN_PATH],
-    body=MONTH_BODY,
+    body=FromMonth,
     ok={"type": "object"},
     status="201",
 )
 async def declare_suspension(request: web.Request) -> web.Response:
-    data = await _body(request, {"from_month"})
+    body = await parse_body(request, FromMonth)
     result = await _insurance(request).declare_suspension(
-        _ssn(request), field_month(data, "from_month"), actor=operator_actor(request)
+        _ssn(request), as_month(body.from_month), actor=operator_actor(request)
     )
     return web.json_response(result, status=201)
 
@@ -316,13 +311,13 @@ async def declare_suspension(request: web.Request) -> web.Response:
     "End the open suspension: contributions accepted again from a month",
     "operator",
     params=[SSN_PATH],
-    body=MONTH_BODY,
+    body=FromMonth,
     ok=obj({"ssn": SSN, "suspensions": array(ref("Suspension"))}),
 )
 async def resume_insurance(request: web.Request) -> web.Response:
-    data = await _body(request, {"from_month"})
+    body = await parse_body(request, FromMonth)
     result = await _insurance(request).resume(
-        _ssn(request), field_month(data, "from_month"), actor=operator_actor(request)
+        _ssn(request), as_month(body.from_month), actor=operator_actor(request)
     )
     return web.json_response(result)
 
@@ -346,16 +341,16 @@ async def eligibility(request: web.Request) -> web.Response:
     "card is checked against the card); unlocks the login",
     "operator",
     params=[SSN_PATH],
-    body=obj({"pan": PAN}),
+    body=CounterPasswordReset,
     ok=obj({"ssn": SSN, "status": STR, "must_change_password": BOOL, "password": STR}),
 )
 async def reset_password(request: web.Request) -> web.Response:
     """Counter reset of the self-service password after the ID card is checked against
     the card ({pan}); a new random first password, returned once, to be changed at the
     next login."""
-    data = await _body(request, {"pan"})
+    body = await parse_body(request, CounterPasswordReset)
     result = await _cardholder(request).reset_password_at_counter(
-        _ssn(request), field_str(data, "pan", max_len=19), actor=operator_actor(request)
+        _ssn(request), body.pan, actor=operator_actor(request)
     )
     return web.json_response(result)
 
@@ -369,7 +364,7 @@ async def reset_password(request: web.Request) -> web.Response:
     "month's contributions (individual part + 30 % of the employer part); "
     "idempotent per person and month",
     "operator",
-    body=obj({"month": MONTH}),
+    body=AllocationRun,
     ok=obj(
         {
             **ALLOCATION_SUMMARY_PROPS,
@@ -380,9 +375,9 @@ async def reset_password(request: web.Request) -> web.Response:
 async def run_allocation(request: web.Request) -> web.Response:
     """Allocate a month's contributions to individual accounts: {month: YYYY-MM}.
     Idempotent per person and month: running it again credits nobody twice."""
-    data = await _body(request, {"month"})
+    body = await parse_body(request, AllocationRun)
     report = await _insurance(request).run_allocation(
-        field_month(data, "month"), actor=operator_actor(request)
+        as_month(body.month), actor=operator_actor(request)
     )
     return web.json_response(report)
 
