@@ -10,6 +10,20 @@ from aiohttp import web
 from pos_gateway.domain.cards import pan_well_formed
 from pos_gateway.errors import InvalidInput
 from pos_gateway.http.actors import operator_actor
+from pos_gateway.http.answers import (
+    Card,
+    ContributionCorrected,
+    ContributionRecorded,
+    IssuedCard,
+    Merchant,
+    PersonRegistered,
+    ReplacementCard,
+    Settlement,
+    StatementPage,
+    Status,
+    TerminalKeys,
+    render,
+)
 from pos_gateway.http.api import operation
 from pos_gateway.http.bodies import (
     CardIssue,
@@ -34,29 +48,17 @@ from pos_gateway.http.render import (
 )
 from pos_gateway.http.schemas import (
     ACCOUNT_PATH,
-    BOOL,
     CURSOR_PARAM,
     DATE,
-    FEN,
     FORMAT,
-    INT,
     LIMIT,
     MERCHANT_ID,
     MERCHANT_PATH,
     MONTH,
-    PAN,
     PAN_PATH,
-    PIN,
-    SSN,
     SSN_PATH,
-    STATEMENT_PAGE,
-    STATUS_ONLY,
-    STR,
     TERMINAL_PATH,
-    array,
-    obj,
     param,
-    ref,
 )
 from pos_gateway.http.state import SERVICES
 from pos_gateway.http.validation import (
@@ -101,7 +103,7 @@ def _merchant_id(request: web.Request) -> str:
     "Register a person and their individual account (idempotent on the ssn)",
     "operator",
     body=PersonRegistration,
-    ok=obj({"ssn": SSN, "account_id": INT, "balance": FEN, "created": BOOL}),
+    ok=PersonRegistered,
     status="201",
 )
 async def register_person(request: web.Request) -> web.Response:
@@ -112,7 +114,7 @@ async def register_person(request: web.Request) -> web.Response:
         body.opening_allocation,
         actor=operator_actor(request),
     )
-    return web.json_response(result, status=201 if result["created"] else 200)
+    return render(result, PersonRegistered, status=201 if result["created"] else 200)
 
 
 @routes.post("/v1/admin/people/{ssn}/contributions")
@@ -122,7 +124,7 @@ async def register_person(request: web.Request) -> web.Response:
     "operator",
     params=[SSN_PATH],
     body=ContributionRecord,
-    ok=obj({"month": MONTH, "created": BOOL}),
+    ok=ContributionRecorded,
     status="201",
 )
 async def record_contribution(request: web.Request) -> web.Response:
@@ -135,8 +137,10 @@ async def record_contribution(request: web.Request) -> web.Response:
         body.individual_part,
         actor=operator_actor(request),
     )
-    return web.json_response(
-        {"month": f"{month:%Y-%m}", "created": created}, status=201 if created else 200
+    return render(
+        {"month": f"{month:%Y-%m}", "created": created},
+        ContributionRecorded,
+        status=201 if created else 200,
     )
 
 
@@ -146,7 +150,7 @@ async def record_contribution(request: web.Request) -> web.Response:
     "operator",
     params=[SSN_PATH, param("month", "path", MONTH)],
     body=ContributionCorrection,
-    ok=obj({"month": MONTH, "employer_part": FEN, "individual_part": FEN, "corrected": BOOL}),
+    ok=ContributionCorrected,
 )
 async def correct_contribution(request: web.Request) -> web.Response:
     body = await parse_body(request, ContributionCorrection)
@@ -158,27 +162,25 @@ async def correct_contribution(request: web.Request) -> web.Response:
         body.reason,
         actor=operator_actor(request),
     )
-    return web.json_response(result)
+    return render(result, ContributionCorrected)
 
 
 @routes.post("/v1/admin/accounts/{account_id}/freeze")
-@operation(
-    "Freeze an account (its cards answer 62)", "operator", params=[ACCOUNT_PATH], ok=STATUS_ONLY
-)
+@operation("Freeze an account (its cards answer 62)", "operator", params=[ACCOUNT_PATH], ok=Status)
 async def freeze_account(request: web.Request) -> web.Response:
     await _admin(request).set_account_frozen(
         path_int(request, "account_id"), True, actor=operator_actor(request)
     )
-    return web.json_response({"status": "frozen"})
+    return render({"status": "frozen"}, Status)
 
 
 @routes.post("/v1/admin/accounts/{account_id}/unfreeze")
-@operation("Unfreeze an account", "operator", params=[ACCOUNT_PATH], ok=STATUS_ONLY)
+@operation("Unfreeze an account", "operator", params=[ACCOUNT_PATH], ok=Status)
 async def unfreeze_account(request: web.Request) -> web.Response:
     await _admin(request).set_account_frozen(
         path_int(request, "account_id"), False, actor=operator_actor(request)
     )
-    return web.json_response({"status": "active"})
+    return render({"status": "active"}, Status)
 
 
 @routes.post("/v1/admin/cards")
@@ -186,7 +188,7 @@ async def unfreeze_account(request: web.Request) -> web.Response:
     "Issue a card (a generated PIN is returned once)",
     "operator",
     body=CardIssue,
-    ok=ref("IssuedCard"),
+    ok=IssuedCard,
     status="201",
 )
 async def issue_card(request: web.Request) -> web.Response:
@@ -207,7 +209,7 @@ async def issue_card(request: web.Request) -> web.Response:
         out["pin"] = card.pin  # generated: shown this once, for the PIN mailer
     if card.password is not None:
         out["password"] = card.password  # first self-service password, shown this once
-    return web.json_response(out, status=201)
+    return render(out, IssuedCard, status=201)
 
 
 @routes.get("/v1/admin/cards/{pan}")
@@ -215,22 +217,11 @@ async def issue_card(request: web.Request) -> web.Response:
     "A card and its account",
     "operator",
     params=[PAN_PATH],
-    ok=obj(
-        {
-            "pan": PAN,
-            "account_id": INT,
-            "status": {"enum": ["active", "lost", "replaced"]},
-            "expires_on": DATE,
-            "pin_locked": BOOL,
-            "pin_failures": INT,
-            "account_status": STR,
-            "balance": FEN,
-        }
-    ),
+    ok=Card,
 )
 async def get_card(request: web.Request) -> web.Response:
     row = await _admin(request).card(_pan(request))
-    return web.json_response(
+    return render(
         {
             "pan": row["pan"],
             "account_id": row["account_id"],
@@ -240,15 +231,16 @@ async def get_card(request: web.Request) -> web.Response:
             "pin_failures": row["pin_failures"],
             "account_status": row["account_status"],
             "balance": row["balance"],
-        }
+        },
+        Card,
     )
 
 
 @routes.post("/v1/admin/cards/{pan}/report-lost")
-@operation("Report the card lost (answered 41)", "operator", params=[PAN_PATH], ok=STATUS_ONLY)
+@operation("Report the card lost (answered 41)", "operator", params=[PAN_PATH], ok=Status)
 async def report_lost(request: web.Request) -> web.Response:
     await _admin(request).report_lost(_pan(request), actor=operator_actor(request))
-    return web.json_response({"status": "lost"})
+    return render({"status": "lost"}, Status)
 
 
 @routes.post("/v1/admin/cards/{pan}/pin-reset")
@@ -257,7 +249,7 @@ async def report_lost(request: web.Request) -> web.Response:
     "operator",
     params=[PAN_PATH],
     body=PinReset,
-    ok=STATUS_ONLY,
+    ok=Status,
 )
 async def reset_pin(request: web.Request) -> web.Response:
     body = await parse_body(request, PinReset)
@@ -267,7 +259,7 @@ async def reset_pin(request: web.Request) -> web.Response:
         body.new_pin,
         actor=operator_actor(request),
     )
-    return web.json_response({"status": "pin_reset"})
+    return render({"status": "pin_reset"}, Status)
 
 
 @routes.post("/v1/admin/merchants")
@@ -275,7 +267,7 @@ async def reset_pin(request: web.Request) -> web.Response:
     "Register a designated merchant with its designation period",
     "operator",
     body=MerchantRegistration,
-    ok=ref("Merchant"),
+    ok=Merchant,
     status="201",
 )
 async def register_merchant(request: web.Request) -> web.Response:
@@ -288,7 +280,7 @@ async def register_merchant(request: web.Request) -> web.Response:
         body.merchant_id,
         actor=operator_actor(request),
     )
-    return web.json_response(_merchant_json(row), status=201)
+    return render(_merchant_json(row), Merchant, status=201)
 
 
 @routes.post("/v1/admin/terminals")
@@ -296,7 +288,7 @@ async def register_merchant(request: web.Request) -> web.Response:
     "Register a terminal; its keys are returned once",
     "operator",
     body=TerminalRegistration,
-    ok=ref("TerminalKeys"),
+    ok=TerminalKeys,
     status="201",
 )
 async def register_terminal(request: web.Request) -> web.Response:
@@ -304,7 +296,7 @@ async def register_terminal(request: web.Request) -> web.Response:
     registered = await _admin(request).register_terminal(
         body.merchant_id, body.terminal_id, actor=operator_actor(request)
     )
-    return web.json_response(
+    return render(
         {
             "terminal_id": registered.terminal_id,
             "merchant_id": registered.merchant_id,
@@ -312,28 +304,27 @@ async def register_terminal(request: web.Request) -> web.Response:
             "mac_key": registered.keys.mac_key.hex(),
             "pin_key": registered.keys.pin_key.hex(),
         },
+        TerminalKeys,
         status=201,
     )
 
 
 @routes.post("/v1/admin/terminals/{terminal_id}/disable")
-@operation(
-    "Disable a terminal (HTTP 403 to it)", "operator", params=[TERMINAL_PATH], ok=STATUS_ONLY
-)
+@operation("Disable a terminal (HTTP 403 to it)", "operator", params=[TERMINAL_PATH], ok=Status)
 async def disable_terminal(request: web.Request) -> web.Response:
     await _admin(request).set_terminal_disabled(
         _terminal_id(request), True, actor=operator_actor(request)
     )
-    return web.json_response({"status": "disabled"})
+    return render({"status": "disabled"}, Status)
 
 
 @routes.post("/v1/admin/terminals/{terminal_id}/enable")
-@operation("Enable a terminal", "operator", params=[TERMINAL_PATH], ok=STATUS_ONLY)
+@operation("Enable a terminal", "operator", params=[TERMINAL_PATH], ok=Status)
 async def enable_terminal(request: web.Request) -> web.Response:
     await _admin(request).set_terminal_disabled(
         _terminal_id(request), False, actor=operator_actor(request)
     )
-    return web.json_response({"status": "active"})
+    return render({"status": "active"}, Status)
 
 
 @routes.get("/v1/admin/accounts/{account_id}/statement")
@@ -341,7 +332,7 @@ async def enable_terminal(request: web.Request) -> web.Response:
     "Statement: allocation and consumption records, newest first",
     "operator",
     params=[ACCOUNT_PATH, LIMIT, CURSOR_PARAM, FORMAT],
-    ok=STATEMENT_PAGE,
+    ok=StatementPage,
     csv=True,
 )
 async def account_statement(request: web.Request) -> web.StreamResponse:
@@ -355,7 +346,7 @@ async def account_statement(request: web.Request) -> web.StreamResponse:
     )
     if wants_csv(request):
         return csv_response(page.entries, STATEMENT_COLUMNS, f"statement-{account_id}.csv")
-    return web.json_response({"entries": page.entries, "next_cursor": page.next_cursor})
+    return render({"entries": page.entries, "next_cursor": page.next_cursor}, StatementPage)
 
 
 @routes.get("/v1/admin/settlement")
@@ -367,7 +358,7 @@ async def account_statement(request: web.Request) -> web.StreamResponse:
         param("merchant_id", "query", MERCHANT_ID),
         FORMAT,
     ],
-    ok=obj({"date": DATE, "merchants": array({"type": "object"}), "totals": {"type": "object"}}),
+    ok=Settlement,
     csv=True,
 )
 async def settlement_report(request: web.Request) -> web.StreamResponse:
@@ -382,7 +373,7 @@ async def settlement_report(request: web.Request) -> web.StreamResponse:
         return csv_response(
             [*rows, total_row], SETTLEMENT_COLUMNS, f"settlement-{day.isoformat()}.csv"
         )
-    return web.json_response({"date": day.isoformat(), "merchants": rows, "totals": totals})
+    return render({"date": day.isoformat(), "merchants": rows, "totals": totals}, Settlement)
 
 
 # Counter services ----------------------------------------------------------------------
@@ -395,16 +386,7 @@ async def settlement_report(request: web.Request) -> web.StreamResponse:
     "operator",
     params=[PAN_PATH],
     body=CardReplacement,
-    ok=obj(
-        {
-            "pan": PAN,
-            "account_id": INT,
-            "expires_on": DATE,
-            "replaces": PAN,
-            "pin": PIN,
-        },
-        ("pan", "account_id", "expires_on", "replaces"),
-    ),
+    ok=ReplacementCard,
     status="201",
 )
 async def replace_card(request: web.Request) -> web.Response:
@@ -425,14 +407,14 @@ async def replace_card(request: web.Request) -> web.Response:
     }
     if card.pin is not None:
         out["pin"] = card.pin
-    return web.json_response(out, status=201)
+    return render(out, ReplacementCard, status=201)
 
 
 @routes.get("/v1/admin/merchants/{merchant_id}")
-@operation("A merchant", "operator", params=[MERCHANT_PATH], ok=ref("Merchant"))
+@operation("A merchant", "operator", params=[MERCHANT_PATH], ok=Merchant)
 async def get_merchant(request: web.Request) -> web.Response:
     row = await _admin(request).merchant(_merchant_id(request))
-    return web.json_response(_merchant_json(row))
+    return render(_merchant_json(row), Merchant)
 
 
 @routes.post("/v1/admin/merchants/{merchant_id}/designation")
@@ -441,7 +423,7 @@ async def get_merchant(request: web.Request) -> web.Response:
     "operator",
     params=[MERCHANT_PATH],
     body=DesignationRenewal,
-    ok=ref("Merchant"),
+    ok=Merchant,
 )
 async def renew_designation(request: web.Request) -> web.Response:
     """Renew (or change) the designation period: {designated_until[, designated_from]}."""
@@ -452,7 +434,7 @@ async def renew_designation(request: web.Request) -> web.Response:
         body.designated_from,
         actor=operator_actor(request),
     )
-    return web.json_response(_merchant_json(row))
+    return render(_merchant_json(row), Merchant)
 
 
 @routes.post("/v1/admin/merchants/{merchant_id}/suspend")
@@ -460,22 +442,22 @@ async def renew_designation(request: web.Request) -> web.Response:
     "Suspend the designation (its terminals are answered 03)",
     "operator",
     params=[MERCHANT_PATH],
-    ok=ref("Merchant"),
+    ok=Merchant,
 )
 async def suspend_merchant(request: web.Request) -> web.Response:
     row = await _admin(request).set_merchant_suspended(
         _merchant_id(request), True, actor=operator_actor(request)
     )
-    return web.json_response(_merchant_json(row))
+    return render(_merchant_json(row), Merchant)
 
 
 @routes.post("/v1/admin/merchants/{merchant_id}/reinstate")
-@operation("Lift a suspension", "operator", params=[MERCHANT_PATH], ok=ref("Merchant"))
+@operation("Lift a suspension", "operator", params=[MERCHANT_PATH], ok=Merchant)
 async def reinstate_merchant(request: web.Request) -> web.Response:
     row = await _admin(request).set_merchant_suspended(
         _merchant_id(request), False, actor=operator_actor(request)
     )
-    return web.json_response(_merchant_json(row))
+    return render(_merchant_json(row), Merchant)
 
 
 @routes.post("/v1/admin/terminals/{terminal_id}/rekey")
@@ -483,20 +465,21 @@ async def reinstate_merchant(request: web.Request) -> web.Response:
     "New keys, returned once; the old keys stop working at once",
     "operator",
     params=[TERMINAL_PATH],
-    ok=ref("TerminalKeys"),
+    ok=TerminalKeys,
 )
 async def rekey_terminal(request: web.Request) -> web.Response:
     """New MAC and PIN keys, returned once; the old keys stop working at once."""
     rekeyed = await _admin(request).rekey_terminal(
         _terminal_id(request), actor=operator_actor(request)
     )
-    return web.json_response(
+    return render(
         {
             "terminal_id": rekeyed.terminal_id,
             "merchant_id": rekeyed.merchant_id,
             "mac_key": rekeyed.keys.mac_key.hex(),
             "pin_key": rekeyed.keys.pin_key.hex(),
-        }
+        },
+        TerminalKeys,
     )
 
 

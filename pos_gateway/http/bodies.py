@@ -1,6 +1,7 @@
-"""Operator and cardholder request bodies and answers as typed structs (msgspec): one
-declaration is the validation, the OpenAPI schema (body=/ok= of @operation) and the
-rendering. Bodies are closed: an unknown field is 400 unexpected_field.
+"""Operator and cardholder request bodies as typed structs (msgspec): one declaration is
+the validation and the OpenAPI schema (body= of @operation); answers are in
+http/answers.py. Bodies are closed: an unknown field is 400 (unexpected_field, or
+malformed_request for a Form).
 
 A new body: a `Body` subclass here (fields with the types below), read in the handler
 with `await parse_body(request, TheBody)` and named in `@operation(body=TheBody)`; a
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -92,20 +93,9 @@ class Form(Body):
 _FORM_CODES = frozenset({"missing_field", "unexpected_field"})
 
 
-class Answer(msgspec.Struct, kw_only=True):
-    """An answer, rendered by `respond`."""
-
-
 class Login(Body):
     ssn: Ssn
     password: Password
-
-
-class LoginAnswer(Answer):
-    token: str
-    expires_in: int
-    must_change_password: bool
-    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 (the scheme's name)
 
 
 class PasswordChange(Body):
@@ -301,9 +291,3 @@ def _lone_surrogate(raw: bytes) -> bool:
     except UnicodeEncodeError:
         return True
     return False
-
-
-def respond(answer: msgspec.Struct, *, status: int = 200) -> web.Response:
-    return web.Response(
-        body=msgspec.json.encode(answer), status=status, content_type="application/json"
-    )

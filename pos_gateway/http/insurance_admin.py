@@ -11,6 +11,22 @@ from aiohttp import web
 from pos_gateway.domain.employment import USCC_RE
 from pos_gateway.errors import InvalidInput
 from pos_gateway.http.actors import operator_actor
+from pos_gateway.http.answers import (
+    AllocationReport,
+    AllocationRunDone,
+    AuditPage,
+    Eligibility,
+    Employer,
+    EmployerNotice,
+    Employment,
+    LateRegistrations,
+    PasswordReset,
+    Person,
+    PersonNotice,
+    Resumed,
+    SuspensionDeclared,
+    render,
+)
 from pos_gateway.http.api import operation
 from pos_gateway.http.bodies import (
     AllocationRun,
@@ -25,30 +41,19 @@ from pos_gateway.http.bodies import (
 from pos_gateway.http.insurance_state import INSURANCE
 from pos_gateway.http.render import csv_response, path_int, query_int, wants_csv
 from pos_gateway.http.schemas import (
-    ALLOCATION_SUMMARY_PROPS,
-    BOOL,
-    CURSOR,
     CURSOR_PARAM,
     DATE,
     EMPLOYER_ID,
     EMPLOYER_PATH,
-    FEN,
     FORMAT,
     FROM_MONTH,
     INT,
     LIMIT,
     MONTH,
-    PAN,
-    SSN,
     SSN_PATH,
     STR,
-    TIME,
     TO_MONTH,
-    array,
-    nullable,
-    obj,
     param,
-    ref,
 )
 from pos_gateway.http.state import SERVICES
 from pos_gateway.http.validation import (
@@ -111,7 +116,7 @@ def _month_path(request: web.Request) -> Any:
     "Register an employer (code generated when not given)",
     "operator",
     body=EmployerRegistration,
-    ok=obj({"employer_id": EMPLOYER_ID, "name": STR}),
+    ok=Employer,
     status="201",
 )
 async def register_employer(request: web.Request) -> web.Response:
@@ -121,7 +126,7 @@ async def register_employer(request: web.Request) -> web.Response:
         body.employer_id,
         actor=operator_actor(request),
     )
-    return web.json_response(employer, status=201)
+    return render(employer, Employer, status=201)
 
 
 @routes.get("/v1/admin/employers/{employer_id}")
@@ -129,10 +134,10 @@ async def register_employer(request: web.Request) -> web.Response:
     "An employer",
     "operator",
     params=[EMPLOYER_PATH],
-    ok=obj({"employer_id": EMPLOYER_ID, "name": STR}),
+    ok=Employer,
 )
 async def get_employer(request: web.Request) -> web.Response:
-    return web.json_response(await _insurance(request).employer(_employer_id(request)))
+    return render(await _insurance(request).employer(_employer_id(request)), Employer)
 
 
 @routes.post("/v1/admin/employments")
@@ -141,7 +146,7 @@ async def get_employer(request: web.Request) -> web.Response:
     "without employer_id, flexible employment",
     "operator",
     body=EmploymentRegistration,
-    ok=ref("Employment"),
+    ok=Employment,
     status="201",
 )
 async def register_employment(request: web.Request) -> web.Response:
@@ -153,7 +158,7 @@ async def register_employment(request: web.Request) -> web.Response:
         body.hired_on,
         actor=operator_actor(request),
     )
-    return web.json_response(employment, status=201)
+    return render(employment, Employment, status=201)
 
 
 @routes.post("/v1/admin/employments/{employment_id}/end")
@@ -162,7 +167,7 @@ async def register_employment(request: web.Request) -> web.Response:
     "operator",
     params=[param("employment_id", "path", INT)],
     body=EmploymentEnd,
-    ok=ref("Employment"),
+    ok=Employment,
 )
 async def end_employment(request: web.Request) -> web.Response:
     body = await parse_body(request, EmploymentEnd)
@@ -171,7 +176,7 @@ async def end_employment(request: web.Request) -> web.Response:
         body.ended_on,
         actor=operator_actor(request),
     )
-    return web.json_response(employment)
+    return render(employment, Employment)
 
 
 @routes.get("/v1/admin/reports/late-registrations")
@@ -184,14 +189,7 @@ async def end_employment(request: web.Request) -> web.Response:
         param("employer_id", "query", EMPLOYER_ID),
         FORMAT,
     ],
-    ok=obj(
-        {
-            "from": DATE,
-            "to": DATE,
-            "deadline_days": INT,
-            "registrations": array(ref("Employment")),
-        }
-    ),
+    ok=LateRegistrations,
     csv=True,
 )
 async def late_registrations(request: web.Request) -> web.StreamResponse:
@@ -207,7 +205,7 @@ async def late_registrations(request: web.Request) -> web.StreamResponse:
     )
     if wants_csv(request):
         return csv_response(report["registrations"], EMPLOYMENT_COLUMNS, "late-registrations.csv")
-    return web.json_response(report)
+    return render(report, LateRegistrations)
 
 
 # People: record, notices, suspension, eligibility ---------------------------------------
@@ -218,32 +216,10 @@ async def late_registrations(request: web.Request) -> web.StreamResponse:
     "A person: birth date and sex (from the ID number), account, cards, employments, suspensions",
     "operator",
     params=[SSN_PATH],
-    ok=obj(
-        {
-            "ssn": SSN,
-            "name": STR,
-            "birth_date": DATE,
-            "sex": {"enum": ["male", "female"]},
-            "account_id": INT,
-            "balance": FEN,
-            "account_status": STR,
-            "cards": array(
-                obj(
-                    {
-                        "pan": PAN,
-                        "status": STR,
-                        "expires_on": DATE,
-                        "pin_failures": INT,
-                    }
-                )
-            ),
-            "employments": array(ref("Employment")),
-            "suspensions": array(ref("Suspension")),
-        }
-    ),
+    ok=Person,
 )
 async def get_person(request: web.Request) -> web.Response:
-    return web.json_response(await _insurance(request).person_record(_ssn(request)))
+    return render(await _insurance(request).person_record(_ssn(request)), Person)
 
 
 @routes.get("/v1/admin/people/{ssn}/contributions")
@@ -251,7 +227,7 @@ async def get_person(request: web.Request) -> web.Response:
     "Payment notice of a person: paid, missing and suspended months",
     "operator",
     params=[SSN_PATH, FROM_MONTH, TO_MONTH, FORMAT],
-    ok=ref("PersonNotice"),
+    ok=PersonNotice,
     csv=True,
 )
 async def person_notice(request: web.Request) -> web.StreamResponse:
@@ -265,7 +241,7 @@ async def person_notice(request: web.Request) -> web.StreamResponse:
         return csv_response(
             notice["months"], PERSON_NOTICE_COLUMNS, f"contributions-{notice['ssn']}.csv"
         )
-    return web.json_response(notice)
+    return render(notice, PersonNotice)
 
 
 @routes.get("/v1/admin/employers/{employer_id}/payment-notice")
@@ -273,7 +249,7 @@ async def person_notice(request: web.Request) -> web.StreamResponse:
     "Payment notice of an employer: per employee, paid and missing months",
     "operator",
     params=[EMPLOYER_PATH, FROM_MONTH, TO_MONTH, FORMAT],
-    ok=ref("EmployerNotice"),
+    ok=EmployerNotice,
     csv=True,
 )
 async def employer_notice(request: web.Request) -> web.StreamResponse:
@@ -286,7 +262,7 @@ async def employer_notice(request: web.Request) -> web.StreamResponse:
     if wants_csv(request):
         rows = [line for employee in notice["employees"] for line in employee["months"]]
         return csv_response(rows, NOTICE_COLUMNS, f"payment-notice-{notice['employer_id']}.csv")
-    return web.json_response(notice)
+    return render(notice, EmployerNotice)
 
 
 @routes.post("/v1/admin/people/{ssn}/suspension")
@@ -295,7 +271,7 @@ async def employer_notice(request: web.Request) -> web.StreamResponse:
     "operator",
     params=[SSN_PATH],
     body=FromMonth,
-    ok={"type": "object"},
+    ok=SuspensionDeclared,
     status="201",
 )
 async def declare_suspension(request: web.Request) -> web.Response:
@@ -303,7 +279,7 @@ async def declare_suspension(request: web.Request) -> web.Response:
     result = await _insurance(request).declare_suspension(
         _ssn(request), as_month(body.from_month), actor=operator_actor(request)
     )
-    return web.json_response(result, status=201)
+    return render(result, SuspensionDeclared, status=201)
 
 
 @routes.post("/v1/admin/people/{ssn}/resumption")
@@ -312,14 +288,14 @@ async def declare_suspension(request: web.Request) -> web.Response:
     "operator",
     params=[SSN_PATH],
     body=FromMonth,
-    ok=obj({"ssn": SSN, "suspensions": array(ref("Suspension"))}),
+    ok=Resumed,
 )
 async def resume_insurance(request: web.Request) -> web.Response:
     body = await parse_body(request, FromMonth)
     result = await _insurance(request).resume(
         _ssn(request), as_month(body.from_month), actor=operator_actor(request)
     )
-    return web.json_response(result)
+    return render(result, Resumed)
 
 
 @routes.get("/v1/admin/people/{ssn}/eligibility")
@@ -327,12 +303,12 @@ async def resume_insurance(request: web.Request) -> web.Response:
     "Covered for pooled-fund reimbursement on a date, with the reason",
     "operator",
     params=[SSN_PATH, param("date", "query", DATE, "default: today")],
-    ok=ref("Eligibility"),
+    ok=Eligibility,
 )
 async def eligibility(request: web.Request) -> web.Response:
     """Covered for pooled-fund reimbursement on ?date=YYYY-MM-DD (default today), and why."""
     day = field_optional_date(request.query, "date")
-    return web.json_response(await _insurance(request).eligibility(_ssn(request), day))
+    return render(await _insurance(request).eligibility(_ssn(request), day), Eligibility)
 
 
 @routes.post("/v1/admin/people/{ssn}/password-reset")
@@ -342,7 +318,7 @@ async def eligibility(request: web.Request) -> web.Response:
     "operator",
     params=[SSN_PATH],
     body=CounterPasswordReset,
-    ok=obj({"ssn": SSN, "status": STR, "must_change_password": BOOL, "password": STR}),
+    ok=PasswordReset,
 )
 async def reset_password(request: web.Request) -> web.Response:
     """Counter reset of the self-service password after the ID card is checked against
@@ -352,7 +328,7 @@ async def reset_password(request: web.Request) -> web.Response:
     result = await _cardholder(request).reset_password_at_counter(
         _ssn(request), body.pan, actor=operator_actor(request)
     )
-    return web.json_response(result)
+    return render(result, PasswordReset)
 
 
 # Allocation -----------------------------------------------------------------------------
@@ -365,12 +341,7 @@ async def reset_password(request: web.Request) -> web.Response:
     "idempotent per person and month",
     "operator",
     body=AllocationRun,
-    ok=obj(
-        {
-            **ALLOCATION_SUMMARY_PROPS,
-            "this_run": obj({"persons": INT, "amount": FEN, "batches": INT}),
-        }
-    ),
+    ok=AllocationRunDone,
 )
 async def run_allocation(request: web.Request) -> web.Response:
     """Allocate a month's contributions to individual accounts: {month: YYYY-MM}.
@@ -379,7 +350,7 @@ async def run_allocation(request: web.Request) -> web.Response:
     report = await _insurance(request).run_allocation(
         as_month(body.month), actor=operator_actor(request)
     )
-    return web.json_response(report)
+    return render(report, AllocationRunDone)
 
 
 @routes.get("/v1/admin/allocations/{month}")
@@ -387,25 +358,7 @@ async def run_allocation(request: web.Request) -> web.Response:
     "Allocation report of a month: summary and per-person lines",
     "operator",
     params=[param("month", "path", MONTH), LIMIT, CURSOR_PARAM, FORMAT],
-    ok=obj(
-        {
-            **ALLOCATION_SUMMARY_PROPS,
-            "lines": array(
-                obj(
-                    {
-                        "account_id": INT,
-                        "ssn": SSN,
-                        "name": STR,
-                        "employer_part": FEN,
-                        "individual_part": FEN,
-                        "amount": FEN,
-                        "allocated_at": TIME,
-                    }
-                )
-            ),
-            "next_cursor": CURSOR,
-        }
-    ),
+    ok=AllocationReport,
     csv=True,
 )
 async def allocation_report(request: web.Request) -> web.StreamResponse:
@@ -416,7 +369,7 @@ async def allocation_report(request: web.Request) -> web.StreamResponse:
     )
     if wants_csv(request):
         return csv_response(report["lines"], ALLOCATION_COLUMNS, f"allocation-{month:%Y-%m}.csv")
-    return web.json_response(report)
+    return render(report, AllocationReport)
 
 
 # Audit ----------------------------------------------------------------------------------
@@ -433,27 +386,7 @@ async def allocation_report(request: web.Request) -> web.StreamResponse:
         LIMIT,
         CURSOR_PARAM,
     ],
-    ok=obj(
-        {
-            "entries": array(
-                obj(
-                    {
-                        "audit_id": INT,
-                        "time": TIME,
-                        "actor_kind": {"enum": ["operator", "cardholder", "system"]},
-                        "actor_id": STR,
-                        "remote_addr": nullable(STR),
-                        "request_id": nullable(STR),
-                        "action": STR,
-                        "subject_kind": STR,
-                        "subject_id": STR,
-                        "details": {"type": "object"},
-                    }
-                )
-            ),
-            "next_cursor": CURSOR,
-        }
-    ),
+    ok=AuditPage,
 )
 async def audit_trail(request: web.Request) -> web.Response:
     """Newest first: ?subject_kind=&subject_id=&action=&limit=&cursor=."""
@@ -472,4 +405,4 @@ async def audit_trail(request: web.Request) -> web.Response:
         cursor=query.get("cursor"),
         limit=query_int(request, "limit", 100),
     )
-    return web.json_response({"entries": page.entries, "next_cursor": page.next_cursor})
+    return render({"entries": page.entries, "next_cursor": page.next_cursor}, AuditPage)
