@@ -21,6 +21,7 @@ from msgspec import Meta
 
 from pos_gateway.errors import InvalidInput
 from pos_gateway.http.messages import Fen, Pan, decode
+from pos_gateway.http.validation import MAX_YEAR, MIN_YEAR  # the years a date may have
 
 Password = Annotated[
     str,
@@ -43,9 +44,7 @@ MerchantId = Annotated[str, Meta(min_length=1, max_length=15, pattern=_TEXT)]
 EmployerId = Annotated[str, Meta(min_length=1, max_length=18, pattern=_TEXT)]
 
 
-# Dates outside these years are typing errors here, and month arithmetic near year 1 or
-# 9999 would overflow: refused as malformed.
-MIN_YEAR, MAX_YEAR = 1900, 2999
+# The pattern spells MIN_YEAR..MAX_YEAR (1900-2999) and months 01-12.
 Month = Annotated[
     str,
     Meta(
@@ -75,7 +74,10 @@ BODY_ERRORS: dict[str, tuple[str, str]] = {
         for name in ("opening_allocation", "employer_part", "individual_part")
     },
     **{
-        name: ("malformed_request", f"{name} must be a month YYYY-MM between 1900 and 2999")
+        name: (
+            "malformed_request",
+            f"{name} must be a month YYYY-MM between {MIN_YEAR} and {MAX_YEAR}",
+        )
         for name in ("month", "from_month")
     },
 }
