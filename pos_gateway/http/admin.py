@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from msgspec import UNSET, UnsetType
 
 from pos_gateway.domain.cards import pan_well_formed
 from pos_gateway.errors import InvalidInput
@@ -68,7 +69,7 @@ from pos_gateway.http.validation import (
     field_month,
 )
 from pos_gateway.services import reports
-from pos_gateway.services.admin import AdminService
+from pos_gateway.services.admin import AdminService, RegisteredTerminal
 
 routes = web.RouteTableDef()
 
@@ -200,16 +201,14 @@ async def issue_card(request: web.Request) -> web.Response:
         expires_on=body.expires_on,
         actor=operator_actor(request),
     )
-    out: dict[str, Any] = {
-        "pan": card.pan,
-        "account_id": card.account_id,
-        "expires_on": card.expires_on.isoformat(),
-    }
-    if card.pin is not None:
-        out["pin"] = card.pin  # generated: shown this once, for the PIN mailer
-    if card.password is not None:
-        out["password"] = card.password  # first self-service password, shown this once
-    return render(out, IssuedCard, status=201)
+    issued = IssuedCard(
+        pan=card.pan,
+        account_id=card.account_id,
+        expires_on=card.expires_on.isoformat(),
+        pin=_once(card.pin),  # generated: shown this once, for the PIN mailer
+        password=_once(card.password),  # first self-service password, shown this once
+    )
+    return render(issued, IssuedCard, status=201)
 
 
 @routes.get("/v1/admin/cards/{pan}")
@@ -296,17 +295,7 @@ async def register_terminal(request: web.Request) -> web.Response:
     registered = await _admin(request).register_terminal(
         body.merchant_id, body.terminal_id, actor=operator_actor(request)
     )
-    return render(
-        {
-            "terminal_id": registered.terminal_id,
-            "merchant_id": registered.merchant_id,
-            # Returned once; the gateway keeps them only wrapped under the master key.
-            "mac_key": registered.keys.mac_key.hex(),
-            "pin_key": registered.keys.pin_key.hex(),
-        },
-        TerminalKeys,
-        status=201,
-    )
+    return render(_keys(registered), TerminalKeys, status=201)
 
 
 @routes.post("/v1/admin/terminals/{terminal_id}/disable")
@@ -399,15 +388,14 @@ async def replace_card(request: web.Request) -> web.Response:
         pin=body.pin,
         actor=operator_actor(request),
     )
-    out: dict[str, Any] = {
-        "pan": card.pan,
-        "account_id": card.account_id,
-        "expires_on": card.expires_on.isoformat(),
-        "replaces": request.match_info["pan"],
-    }
-    if card.pin is not None:
-        out["pin"] = card.pin
-    return render(out, ReplacementCard, status=201)
+    replacement = ReplacementCard(
+        pan=card.pan,
+        account_id=card.account_id,
+        expires_on=card.expires_on.isoformat(),
+        replaces=request.match_info["pan"],
+        pin=_once(card.pin),
+    )
+    return render(replacement, ReplacementCard, status=201)
 
 
 @routes.get("/v1/admin/merchants/{merchant_id}")
@@ -472,14 +460,21 @@ async def rekey_terminal(request: web.Request) -> web.Response:
     rekeyed = await _admin(request).rekey_terminal(
         _terminal_id(request), actor=operator_actor(request)
     )
-    return render(
-        {
-            "terminal_id": rekeyed.terminal_id,
-            "merchant_id": rekeyed.merchant_id,
-            "mac_key": rekeyed.keys.mac_key.hex(),
-            "pin_key": rekeyed.keys.pin_key.hex(),
-        },
-        TerminalKeys,
+    return render(_keys(rekeyed), TerminalKeys)
+
+
+def _once(secret: str | None) -> str | UnsetType:
+    """A secret shown only when it was just generated; otherwise left out of the answer."""
+    return UNSET if secret is None else secret
+
+
+def _keys(registered: RegisteredTerminal) -> TerminalKeys:
+    # Returned once; the gateway keeps them only wrapped under the master key.
+    return TerminalKeys(
+        terminal_id=registered.terminal_id,
+        merchant_id=registered.merchant_id,
+        mac_key=registered.keys.mac_key.hex(),
+        pin_key=registered.keys.pin_key.hex(),
     )
 
 
