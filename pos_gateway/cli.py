@@ -320,7 +320,7 @@ async def _verify_ledger(settings: Settings, *, as_json: bool) -> int:
 async def _eligibility(settings: Settings, ssn: str, day, *, as_json: bool) -> int:
     from pos_gateway.app import business_today
     from pos_gateway.domain.display import format_cny
-    from pos_gateway.errors import ApiError
+    from pos_gateway.errors import DomainError
     from pos_gateway.logs import mask_ssn
     from pos_gateway.services.insurance import InsuranceService
     from pos_gateway.store.database import open_database
@@ -329,7 +329,7 @@ async def _eligibility(settings: Settings, ssn: str, day, *, as_json: bool) -> i
         service = InsuranceService(db.pool, business_today(settings))
         try:
             answer = await service.eligibility(ssn, day)
-        except ApiError as exc:
+        except DomainError as exc:
             print(f"pos-gateway: {exc.message}", file=sys.stderr)
             return 1
     if as_json:
@@ -351,7 +351,7 @@ async def _allocate(settings: Settings, month, *, as_json: bool = False) -> int:
     from pos_gateway.app import business_today
     from pos_gateway.domain.audit import SYSTEM, Actor
     from pos_gateway.domain.display import SCHEME_TZ, format_cny
-    from pos_gateway.errors import ApiError
+    from pos_gateway.errors import DomainError
     from pos_gateway.services.insurance import InsuranceService
     from pos_gateway.store.database import open_database
 
@@ -361,7 +361,7 @@ async def _allocate(settings: Settings, month, *, as_json: bool = False) -> int:
             report = await service.run_allocation(
                 month, actor=Actor(SYSTEM, "pos-gateway allocate")
             )
-        except ApiError as exc:
+        except DomainError as exc:
             print(f"pos-gateway: {exc.message}", file=sys.stderr)
             return 1
     if as_json:
@@ -380,7 +380,7 @@ async def _allocate(settings: Settings, month, *, as_json: bool = False) -> int:
 
 
 async def _operator_add(settings: Settings, name: str, roles: list[str]) -> int:
-    from pos_gateway.errors import ApiError
+    from pos_gateway.errors import DomainError
     from pos_gateway.security.pins import PinHasher
     from pos_gateway.services.operators import OperatorService
     from pos_gateway.store.database import open_database
@@ -392,7 +392,7 @@ async def _operator_add(settings: Settings, name: str, roles: list[str]) -> int:
             )
             try:
                 password = await service.add(name, roles)
-            except ApiError as exc:
+            except DomainError as exc:
                 print(f"pos-gateway: {exc.message}", file=sys.stderr)
                 return 1
     print(f"operator {name} added with roles {', '.join(sorted(set(roles)))}")

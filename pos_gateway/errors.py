@@ -49,11 +49,3 @@ class ConflictsWithRecord(DomainError):
 
     code = "conflict"
 
-
-# The names the services and other branches use today; they are the same classes.
-ApiError = DomainError
-BadRequest = InvalidInput
-Unauthorized = NotAuthenticated
-Forbidden = NotPermitted
-NotFound = NoSuchRecord
-Conflict = ConflictsWithRecord

@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from pos_gateway.domain.cards import mask_pan
-from pos_gateway.errors import BadRequest
+from pos_gateway.errors import InvalidInput
 from pos_gateway.http.state import METRICS, SERVICES
 from pos_gateway.http.validation import parse_transaction
 from pos_gateway.logs import configure_logging
@@ -80,7 +80,7 @@ async def test_unknown_terminal_costs_one_mac_check_and_records_nothing(client, 
 async def test_bad_mac_is_unauthenticated_even_when_malformed(world: World, client) -> None:
     terminal = await world.terminal()
     front_door = client.app[SERVICES].terminal
-    malformed = BadRequest("no", code="invalid_json")
+    malformed = InvalidInput("no", code="invalid_json")
 
     wrong = await front_door.transaction(
         _auth(terminal.config.terminal_id, b"x" * 32), None, malformed

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from pos_gateway.domain.local_dates import nearest_date
-from pos_gateway.errors import BadRequest
+from pos_gateway.errors import InvalidInput
 from pos_gateway.iso8583 import codec, messages
 from terminal_sim import iso as sim_iso
 
@@ -196,7 +196,7 @@ def _without(fields: dict[str, str], name: str) -> dict[str, str]:
     ],
 )  # fmt: skip
 def test_missing_or_bad_fields_are_format_errors(fields: dict[str, str]) -> None:
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidInput):
         messages.parse_transaction(fields, BUSINESS)
 
 
@@ -206,7 +206,7 @@ def test_missing_or_bad_fields_are_format_errors(fields: dict[str, str]) -> None
      _without(BATCH_CLOSE, "88"), {**BATCH_CLOSE, "76": "00000000x1"}],
 )  # fmt: skip
 def test_bad_batch_close_is_a_format_error(fields: dict[str, str]) -> None:
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidInput):
         messages.parse_batch_close(fields)
 
 

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from pos_gateway.domain.identity import request_identity
-from pos_gateway.errors import BadRequest
+from pos_gateway.errors import InvalidInput
 from pos_gateway.http.bodies import BODY_ERRORS, Login
 from pos_gateway.http.messages import decode
 from pos_gateway.http.validation import parse_batch_close, parse_transaction
@@ -113,13 +113,13 @@ def test_identity_counts_the_items_in_order_and_account_max() -> None:
 )
 def test_each_type_takes_exactly_its_fields_and_types(changes: dict[str, Any], code: str) -> None:
     data = {**BASE, **BODIES[0], **changes}
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(InvalidInput) as refused:
         parse_transaction(json.dumps(data).encode())
     assert refused.value.code == code
 
 
 def test_a_type_without_its_required_field_is_missing_field() -> None:
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(InvalidInput) as refused:
         parse_transaction(json.dumps({**BASE, "type": "reversal"}).encode())
     assert (refused.value.code, refused.value.message) == (
         "missing_field",
@@ -132,11 +132,11 @@ def test_batch_close_digest_and_figures_are_as_before() -> None:
     batch_no, parsed, digest = parse_batch_close(json.dumps({"batch_no": 7, **figures}).encode())
     assert (batch_no, parsed) == (7, figures)
     assert digest == hashlib.sha256(json.dumps([7, figures], sort_keys=True).encode()).digest()
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(InvalidInput) as refused:
         parse_batch_close(json.dumps({"batch_no": 7, **figures, "x": 1}).encode())
     assert refused.value.code == "unexpected_field"
     bad = {**figures, "refunds": {"count": 1, "amount": 1, "tip": 0}}
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(InvalidInput) as refused:
         parse_batch_close(json.dumps({"batch_no": 7, **bad}).encode())
     assert refused.value.code == "invalid_figures"
 
@@ -153,7 +153,7 @@ def test_batch_close_digest_and_figures_are_as_before() -> None:
 )
 def test_a_typed_body_names_the_field_at_fault(body: dict[str, Any], code: str) -> None:
     decoder = msgspec.json.Decoder(Login)
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(InvalidInput) as refused:
         decode(decoder, json.dumps(body).encode(), BODY_ERRORS)
     assert refused.value.code == code
     assert decode(decoder, b'{"ssn": "x", "password": "secret"}', BODY_ERRORS) == Login(

@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 
 from pos_gateway.domain.audit import CARDHOLDER, OPERATOR, Actor
-from pos_gateway.errors import BadRequest
+from pos_gateway.errors import InvalidInput
 
 OPERATOR_ID_RE = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 DEFAULT_OPERATOR = "admin-token"
@@ -23,7 +23,7 @@ def _request_id() -> str | None:
 def operator_actor(request: web.Request) -> Actor:
     name = request.headers.get("X-Operator-Id", DEFAULT_OPERATOR)
     if not OPERATOR_ID_RE.fullmatch(name):
-        raise BadRequest("X-Operator-Id must be 1-64 characters [A-Za-z0-9._@-]")
+        raise InvalidInput("X-Operator-Id must be 1-64 characters [A-Za-z0-9._@-]")
     return Actor(OPERATOR, name, request.remote, _request_id())
 
 

@@ -6,11 +6,39 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from msgspec import UNSET, UnsetType
 
 from pos_gateway.domain.cards import pan_well_formed
-from pos_gateway.errors import BadRequest
+from pos_gateway.errors import InvalidInput
 from pos_gateway.http.actors import operator_actor
+from pos_gateway.http.answers import (
+    Card,
+    ContributionCorrected,
+    ContributionRecorded,
+    IssuedCard,
+    Merchant,
+    PersonRegistered,
+    ReplacementCard,
+    Settlement,
+    StatementPage,
+    Status,
+    TerminalKeys,
+    render,
+)
 from pos_gateway.http.api import operation
+from pos_gateway.http.bodies import (
+    CardIssue,
+    CardReplacement,
+    ContributionCorrection,
+    ContributionRecord,
+    DesignationRenewal,
+    MerchantRegistration,
+    PersonRegistration,
+    PinReset,
+    TerminalRegistration,
+    as_month,
+    parse_body,
+)
 from pos_gateway.http.render import (
     SETTLEMENT_COLUMNS,
     STATEMENT_COLUMNS,
@@ -21,53 +49,29 @@ from pos_gateway.http.render import (
 )
 from pos_gateway.http.schemas import (
     ACCOUNT_PATH,
-    BOOL,
     CURSOR_PARAM,
     DATE,
-    FEN,
     FORMAT,
-    INT,
     LIMIT,
     MERCHANT_ID,
     MERCHANT_PATH,
     MONTH,
-    PAN,
     PAN_PATH,
-    PIN,
-    SSN,
     SSN_PATH,
-    STATEMENT_PAGE,
-    STATUS_ONLY,
-    STR,
-    TERMINAL_ID,
     TERMINAL_PATH,
-    array,
-    obj,
     param,
-    ref,
 )
 from pos_gateway.http.state import SERVICES
 from pos_gateway.http.validation import (
     MERCHANT_ID_RE,
     TERMINAL_ID_RE,
     field_date,
-    field_fen,
     field_month,
-    field_str,
-    only_fields,
-    parse_json_object,
-    unchecked,
 )
 from pos_gateway.services import reports
-from pos_gateway.services.admin import AdminService
+from pos_gateway.services.admin import AdminService, RegisteredTerminal
 
 routes = web.RouteTableDef()
-
-
-async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
-    data = parse_json_object(await request.read())
-    only_fields(data, allowed)
-    return data
 
 
 def _admin(request: web.Request) -> AdminService:
@@ -77,21 +81,21 @@ def _admin(request: web.Request) -> AdminService:
 def _pan(request: web.Request) -> str:
     pan = request.match_info["pan"]
     if not pan_well_formed(pan):
-        raise BadRequest("pan must be 16 to 19 digits", code="invalid_pan")
+        raise InvalidInput("pan must be 16 to 19 digits", code="invalid_pan")
     return pan
 
 
 def _terminal_id(request: web.Request) -> str:
     terminal_id = request.match_info["terminal_id"]
     if not TERMINAL_ID_RE.fullmatch(terminal_id):
-        raise BadRequest("terminal_id must be 8 characters [0-9A-Z]")
+        raise InvalidInput("terminal_id must be 8 characters [0-9A-Z]")
     return terminal_id
 
 
 def _merchant_id(request: web.Request) -> str:
     merchant_id = request.match_info["merchant_id"]
     if not MERCHANT_ID_RE.fullmatch(merchant_id):
-        raise BadRequest("merchant_id must be 15 characters [0-9A-Z]")
+        raise InvalidInput("merchant_id must be 15 characters [0-9A-Z]")
     return merchant_id
 
 
@@ -99,19 +103,19 @@ def _merchant_id(request: web.Request) -> str:
 @operation(
     "Register a person and their individual account (idempotent on the ssn)",
     "operator",
-    body=obj({"ssn": SSN, "name": STR, "opening_allocation": FEN}, ("ssn", "name")),
-    ok=obj({"ssn": SSN, "account_id": INT, "balance": FEN, "created": BOOL}),
+    body=PersonRegistration,
+    ok=PersonRegistered,
     status="201",
 )
 async def register_person(request: web.Request) -> web.Response:
-    data = await _body(request, {"ssn", "name", "opening_allocation"})
+    body = await parse_body(request, PersonRegistration)
     result = await _admin(request).register_person(
-        unchecked(data, "ssn"),
-        field_str(data, "name", max_len=100),
-        field_fen(data, "opening_allocation", default=0),
+        body.ssn,
+        body.name,
+        body.opening_allocation,
         actor=operator_actor(request),
     )
-    return web.json_response(result, status=201 if result["created"] else 200)
+    return render(result, PersonRegistered, status=201 if result["created"] else 200)
 
 
 @routes.post("/v1/admin/people/{ssn}/contributions")
@@ -120,22 +124,24 @@ async def register_person(request: web.Request) -> web.Response:
     "recorded with other amounts: see .../correction)",
     "operator",
     params=[SSN_PATH],
-    body=obj({"month": MONTH, "employer_part": FEN, "individual_part": FEN}, ("month",)),
-    ok=obj({"month": MONTH, "created": BOOL}),
+    body=ContributionRecord,
+    ok=ContributionRecorded,
     status="201",
 )
 async def record_contribution(request: web.Request) -> web.Response:
-    data = await _body(request, {"month", "employer_part", "individual_part"})
-    month = field_month(data, "month")
+    body = await parse_body(request, ContributionRecord)
+    month = as_month(body.month)
     created = await _admin(request).record_contribution(
         request.match_info["ssn"],
         month,
-        field_fen(data, "employer_part", default=0),
-        field_fen(data, "individual_part", default=0),
+        body.employer_part,
+        body.individual_part,
         actor=operator_actor(request),
     )
-    return web.json_response(
-        {"month": f"{month:%Y-%m}", "created": created}, status=201 if created else 200
+    return render(
+        {"month": f"{month:%Y-%m}", "created": created},
+        ContributionRecorded,
+        status=201 if created else 200,
     )
 
 
@@ -144,72 +150,65 @@ async def record_contribution(request: web.Request) -> web.Response:
     "Correct a recorded month's amounts, with a reason (audited; 409 once the month is allocated)",
     "operator",
     params=[SSN_PATH, param("month", "path", MONTH)],
-    body=obj(
-        {"employer_part": FEN, "individual_part": FEN, "reason": STR},
-        ("employer_part", "individual_part", "reason"),
-    ),
-    ok=obj({"month": MONTH, "employer_part": FEN, "individual_part": FEN, "corrected": BOOL}),
+    body=ContributionCorrection,
+    ok=ContributionCorrected,
 )
 async def correct_contribution(request: web.Request) -> web.Response:
-    data = await _body(request, {"employer_part", "individual_part", "reason"})
+    body = await parse_body(request, ContributionCorrection)
     result = await _admin(request).correct_contribution(
         request.match_info["ssn"],
         field_month(dict(request.match_info), "month"),
-        field_fen(data, "employer_part"),
-        field_fen(data, "individual_part"),
-        field_str(data, "reason", max_len=500),
+        body.employer_part,
+        body.individual_part,
+        body.reason,
         actor=operator_actor(request),
     )
-    return web.json_response(result)
+    return render(result, ContributionCorrected)
 
 
 @routes.post("/v1/admin/accounts/{account_id}/freeze")
-@operation(
-    "Freeze an account (its cards answer 62)", "operator", params=[ACCOUNT_PATH], ok=STATUS_ONLY
-)
+@operation("Freeze an account (its cards answer 62)", "operator", params=[ACCOUNT_PATH], ok=Status)
 async def freeze_account(request: web.Request) -> web.Response:
     await _admin(request).set_account_frozen(
         path_int(request, "account_id"), True, actor=operator_actor(request)
     )
-    return web.json_response({"status": "frozen"})
+    return render({"status": "frozen"}, Status)
 
 
 @routes.post("/v1/admin/accounts/{account_id}/unfreeze")
-@operation("Unfreeze an account", "operator", params=[ACCOUNT_PATH], ok=STATUS_ONLY)
+@operation("Unfreeze an account", "operator", params=[ACCOUNT_PATH], ok=Status)
 async def unfreeze_account(request: web.Request) -> web.Response:
     await _admin(request).set_account_frozen(
         path_int(request, "account_id"), False, actor=operator_actor(request)
     )
-    return web.json_response({"status": "active"})
+    return render({"status": "active"}, Status)
 
 
 @routes.post("/v1/admin/cards")
 @operation(
     "Issue a card (a generated PIN is returned once)",
     "operator",
-    body=obj({"ssn": SSN, "pin": PIN, "pan": PAN, "expires_on": DATE}, ("ssn",)),
-    ok=ref("IssuedCard"),
+    body=CardIssue,
+    ok=IssuedCard,
     status="201",
 )
 async def issue_card(request: web.Request) -> web.Response:
-    data = await _body(request, {"ssn", "pin", "pan", "expires_on"})
+    body = await parse_body(request, CardIssue)
     card = await _admin(request).issue_card(
-        unchecked(data, "ssn"),
-        pin=field_str(data, "pin", max_len=12, required=False),
-        pan=field_str(data, "pan", max_len=19, required=False),
-        expires_on=field_date(data, "expires_on", required=False),
+        body.ssn,
+        pin=body.pin,
+        pan=body.pan,
+        expires_on=body.expires_on,
         actor=operator_actor(request),
     )
-    out: dict[str, Any] = {
-        "pan": card.pan,
-        "account_id": card.account_id,
-        "expires_on": card.expires_on.isoformat(),
-    }
-    if card.pin is not None:
-        out["pin"] = card.pin  # generated: shown this once, for the PIN mailer
-    if card.password is not None:
-        out["password"] = card.password  # first self-service password, shown this once
-    return web.json_response(out, status=201)
+    issued = IssuedCard(
+        pan=card.pan,
+        account_id=card.account_id,
+        expires_on=card.expires_on.isoformat(),
+        pin=_once(card.pin),  # generated: shown this once, for the PIN mailer
+        password=_once(card.password),  # first self-service password, shown this once
+    )
+    return render(issued, IssuedCard, status=201)
 
 
 @routes.get("/v1/admin/cards/{pan}")
@@ -217,22 +216,11 @@ async def issue_card(request: web.Request) -> web.Response:
     "A card and its account",
     "operator",
     params=[PAN_PATH],
-    ok=obj(
-        {
-            "pan": PAN,
-            "account_id": INT,
-            "status": {"enum": ["active", "lost", "replaced"]},
-            "expires_on": DATE,
-            "pin_locked": BOOL,
-            "pin_failures": INT,
-            "account_status": STR,
-            "balance": FEN,
-        }
-    ),
+    ok=Card,
 )
 async def get_card(request: web.Request) -> web.Response:
     row = await _admin(request).card(_pan(request))
-    return web.json_response(
+    return render(
         {
             "pan": row["pan"],
             "account_id": row["account_id"],
@@ -242,15 +230,16 @@ async def get_card(request: web.Request) -> web.Response:
             "pin_failures": row["pin_failures"],
             "account_status": row["account_status"],
             "balance": row["balance"],
-        }
+        },
+        Card,
     )
 
 
 @routes.post("/v1/admin/cards/{pan}/report-lost")
-@operation("Report the card lost (answered 41)", "operator", params=[PAN_PATH], ok=STATUS_ONLY)
+@operation("Report the card lost (answered 41)", "operator", params=[PAN_PATH], ok=Status)
 async def report_lost(request: web.Request) -> web.Response:
     await _admin(request).report_lost(_pan(request), actor=operator_actor(request))
-    return web.json_response({"status": "lost"})
+    return render({"status": "lost"}, Status)
 
 
 @routes.post("/v1/admin/cards/{pan}/pin-reset")
@@ -258,98 +247,73 @@ async def report_lost(request: web.Request) -> web.Response:
     "Reset a forgotten PIN after the holder's ID number is checked; clears the PIN lockout",
     "operator",
     params=[PAN_PATH],
-    body=obj({"ssn": SSN, "new_pin": PIN}),
-    ok=STATUS_ONLY,
+    body=PinReset,
+    ok=Status,
 )
 async def reset_pin(request: web.Request) -> web.Response:
-    data = await _body(request, {"ssn", "new_pin"})
+    body = await parse_body(request, PinReset)
     await _admin(request).reset_pin(
         _pan(request),
-        unchecked(data, "ssn"),
-        field_str(data, "new_pin", max_len=12),
+        body.ssn,
+        body.new_pin,
         actor=operator_actor(request),
     )
-    return web.json_response({"status": "pin_reset"})
+    return render({"status": "pin_reset"}, Status)
 
 
 @routes.post("/v1/admin/merchants")
 @operation(
     "Register a designated merchant with its designation period",
     "operator",
-    body=obj(
-        {
-            "name": STR,
-            "kind": {"enum": ["pharmacy", "hospital"]},
-            "designated_from": DATE,
-            "designated_until": DATE,
-            "merchant_id": MERCHANT_ID,
-        },
-        ("name", "kind", "designated_from", "designated_until"),
-    ),
-    ok=ref("Merchant"),
+    body=MerchantRegistration,
+    ok=Merchant,
     status="201",
 )
 async def register_merchant(request: web.Request) -> web.Response:
-    data = await _body(
-        request, {"name", "kind", "designated_from", "designated_until", "merchant_id"}
-    )
+    body = await parse_body(request, MerchantRegistration)
     row = await _admin(request).register_merchant(
-        field_str(data, "name"),
-        field_str(data, "kind", max_len=20),
-        field_date(data, "designated_from"),
-        field_date(data, "designated_until"),
-        field_str(data, "merchant_id", max_len=15, required=False),
+        body.name,
+        body.kind,
+        body.designated_from,
+        body.designated_until,
+        body.merchant_id,
         actor=operator_actor(request),
     )
-    return web.json_response(_merchant_json(row), status=201)
+    return render(_merchant_json(row), Merchant, status=201)
 
 
 @routes.post("/v1/admin/terminals")
 @operation(
     "Register a terminal; its keys are returned once",
     "operator",
-    body=obj({"merchant_id": MERCHANT_ID, "terminal_id": TERMINAL_ID}, ("merchant_id",)),
-    ok=ref("TerminalKeys"),
+    body=TerminalRegistration,
+    ok=TerminalKeys,
     status="201",
 )
 async def register_terminal(request: web.Request) -> web.Response:
-    data = await _body(request, {"merchant_id", "terminal_id"})
-    terminal_id = field_str(data, "terminal_id", max_len=8, required=False)
-    if terminal_id is not None and not TERMINAL_ID_RE.fullmatch(terminal_id):
-        raise BadRequest("terminal_id must be 8 characters [0-9A-Z]")
+    body = await parse_body(request, TerminalRegistration)
     registered = await _admin(request).register_terminal(
-        field_str(data, "merchant_id", max_len=15), terminal_id, actor=operator_actor(request)
+        body.merchant_id, body.terminal_id, actor=operator_actor(request)
     )
-    return web.json_response(
-        {
-            "terminal_id": registered.terminal_id,
-            "merchant_id": registered.merchant_id,
-            # Returned once; the gateway keeps them only wrapped under the master key.
-            "mac_key": registered.keys.mac_key.hex(),
-            "pin_key": registered.keys.pin_key.hex(),
-        },
-        status=201,
-    )
+    return render(_keys(registered), TerminalKeys, status=201)
 
 
 @routes.post("/v1/admin/terminals/{terminal_id}/disable")
-@operation(
-    "Disable a terminal (HTTP 403 to it)", "operator", params=[TERMINAL_PATH], ok=STATUS_ONLY
-)
+@operation("Disable a terminal (HTTP 403 to it)", "operator", params=[TERMINAL_PATH], ok=Status)
 async def disable_terminal(request: web.Request) -> web.Response:
     await _admin(request).set_terminal_disabled(
         _terminal_id(request), True, actor=operator_actor(request)
     )
-    return web.json_response({"status": "disabled"})
+    return render({"status": "disabled"}, Status)
 
 
 @routes.post("/v1/admin/terminals/{terminal_id}/enable")
-@operation("Enable a terminal", "operator", params=[TERMINAL_PATH], ok=STATUS_ONLY)
+@operation("Enable a terminal", "operator", params=[TERMINAL_PATH], ok=Status)
 async def enable_terminal(request: web.Request) -> web.Response:
     await _admin(request).set_terminal_disabled(
         _terminal_id(request), False, actor=operator_actor(request)
     )
-    return web.json_response({"status": "active"})
+    return render({"status": "active"}, Status)
 
 
 @routes.get("/v1/admin/accounts/{account_id}/statement")
@@ -357,7 +321,7 @@ async def enable_terminal(request: web.Request) -> web.Response:
     "Statement: allocation and consumption records, newest first",
     "operator",
     params=[ACCOUNT_PATH, LIMIT, CURSOR_PARAM, FORMAT],
-    ok=STATEMENT_PAGE,
+    ok=StatementPage,
     csv=True,
 )
 async def account_statement(request: web.Request) -> web.StreamResponse:
@@ -371,7 +335,7 @@ async def account_statement(request: web.Request) -> web.StreamResponse:
     )
     if wants_csv(request):
         return csv_response(page.entries, STATEMENT_COLUMNS, f"statement-{account_id}.csv")
-    return web.json_response({"entries": page.entries, "next_cursor": page.next_cursor})
+    return render({"entries": page.entries, "next_cursor": page.next_cursor}, StatementPage)
 
 
 @routes.get("/v1/admin/settlement")
@@ -383,7 +347,7 @@ async def account_statement(request: web.Request) -> web.StreamResponse:
         param("merchant_id", "query", MERCHANT_ID),
         FORMAT,
     ],
-    ok=obj({"date": DATE, "merchants": array({"type": "object"}), "totals": {"type": "object"}}),
+    ok=Settlement,
     csv=True,
 )
 async def settlement_report(request: web.Request) -> web.StreamResponse:
@@ -398,7 +362,7 @@ async def settlement_report(request: web.Request) -> web.StreamResponse:
         return csv_response(
             [*rows, total_row], SETTLEMENT_COLUMNS, f"settlement-{day.isoformat()}.csv"
         )
-    return web.json_response({"date": day.isoformat(), "merchants": rows, "totals": totals})
+    return render({"date": day.isoformat(), "merchants": rows, "totals": totals}, Settlement)
 
 
 # Counter services ----------------------------------------------------------------------
@@ -410,45 +374,35 @@ async def settlement_report(request: web.Request) -> web.StreamResponse:
     "becomes 'replaced' (answered 41)",
     "operator",
     params=[PAN_PATH],
-    body=obj({"ssn": SSN, "pin": PIN}, ("ssn",)),
-    ok=obj(
-        {
-            "pan": PAN,
-            "account_id": INT,
-            "expires_on": DATE,
-            "replaces": PAN,
-            "pin": PIN,
-        },
-        ("pan", "account_id", "expires_on", "replaces"),
-    ),
+    body=CardReplacement,
+    ok=ReplacementCard,
     status="201",
 )
 async def replace_card(request: web.Request) -> web.Response:
     """New card (new PAN) on the same account after the holder's ID number is checked;
     the old card answers 41 from now on. Without `pin`, one is generated and shown once."""
-    data = await _body(request, {"ssn", "pin"})
+    body = await parse_body(request, CardReplacement)
     card = await _admin(request).replace_card(
         _pan(request),
-        unchecked(data, "ssn"),
-        pin=field_str(data, "pin", max_len=12, required=False),
+        body.ssn,
+        pin=body.pin,
         actor=operator_actor(request),
     )
-    out: dict[str, Any] = {
-        "pan": card.pan,
-        "account_id": card.account_id,
-        "expires_on": card.expires_on.isoformat(),
-        "replaces": request.match_info["pan"],
-    }
-    if card.pin is not None:
-        out["pin"] = card.pin
-    return web.json_response(out, status=201)
+    replacement = ReplacementCard(
+        pan=card.pan,
+        account_id=card.account_id,
+        expires_on=card.expires_on.isoformat(),
+        replaces=request.match_info["pan"],
+        pin=_once(card.pin),
+    )
+    return render(replacement, ReplacementCard, status=201)
 
 
 @routes.get("/v1/admin/merchants/{merchant_id}")
-@operation("A merchant", "operator", params=[MERCHANT_PATH], ok=ref("Merchant"))
+@operation("A merchant", "operator", params=[MERCHANT_PATH], ok=Merchant)
 async def get_merchant(request: web.Request) -> web.Response:
     row = await _admin(request).merchant(_merchant_id(request))
-    return web.json_response(_merchant_json(row))
+    return render(_merchant_json(row), Merchant)
 
 
 @routes.post("/v1/admin/merchants/{merchant_id}/designation")
@@ -456,19 +410,19 @@ async def get_merchant(request: web.Request) -> web.Response:
     "Renew (or change) the designation period",
     "operator",
     params=[MERCHANT_PATH],
-    body=obj({"designated_from": DATE, "designated_until": DATE}, ("designated_until",)),
-    ok=ref("Merchant"),
+    body=DesignationRenewal,
+    ok=Merchant,
 )
 async def renew_designation(request: web.Request) -> web.Response:
     """Renew (or change) the designation period: {designated_until[, designated_from]}."""
-    data = await _body(request, {"designated_from", "designated_until"})
+    body = await parse_body(request, DesignationRenewal)
     row = await _admin(request).renew_designation(
         _merchant_id(request),
-        field_date(data, "designated_until"),
-        field_date(data, "designated_from", required=False),
+        body.designated_until,
+        body.designated_from,
         actor=operator_actor(request),
     )
-    return web.json_response(_merchant_json(row))
+    return render(_merchant_json(row), Merchant)
 
 
 @routes.post("/v1/admin/merchants/{merchant_id}/suspend")
@@ -476,22 +430,22 @@ async def renew_designation(request: web.Request) -> web.Response:
     "Suspend the designation (its terminals are answered 03)",
     "operator",
     params=[MERCHANT_PATH],
-    ok=ref("Merchant"),
+    ok=Merchant,
 )
 async def suspend_merchant(request: web.Request) -> web.Response:
     row = await _admin(request).set_merchant_suspended(
         _merchant_id(request), True, actor=operator_actor(request)
     )
-    return web.json_response(_merchant_json(row))
+    return render(_merchant_json(row), Merchant)
 
 
 @routes.post("/v1/admin/merchants/{merchant_id}/reinstate")
-@operation("Lift a suspension", "operator", params=[MERCHANT_PATH], ok=ref("Merchant"))
+@operation("Lift a suspension", "operator", params=[MERCHANT_PATH], ok=Merchant)
 async def reinstate_merchant(request: web.Request) -> web.Response:
     row = await _admin(request).set_merchant_suspended(
         _merchant_id(request), False, actor=operator_actor(request)
     )
-    return web.json_response(_merchant_json(row))
+    return render(_merchant_json(row), Merchant)
 
 
 @routes.post("/v1/admin/terminals/{terminal_id}/rekey")
@@ -499,20 +453,28 @@ async def reinstate_merchant(request: web.Request) -> web.Response:
     "New keys, returned once; the old keys stop working at once",
     "operator",
     params=[TERMINAL_PATH],
-    ok=ref("TerminalKeys"),
+    ok=TerminalKeys,
 )
 async def rekey_terminal(request: web.Request) -> web.Response:
     """New MAC and PIN keys, returned once; the old keys stop working at once."""
     rekeyed = await _admin(request).rekey_terminal(
         _terminal_id(request), actor=operator_actor(request)
     )
-    return web.json_response(
-        {
-            "terminal_id": rekeyed.terminal_id,
-            "merchant_id": rekeyed.merchant_id,
-            "mac_key": rekeyed.keys.mac_key.hex(),
-            "pin_key": rekeyed.keys.pin_key.hex(),
-        }
+    return render(_keys(rekeyed), TerminalKeys)
+
+
+def _once(secret: str | None) -> str | UnsetType:
+    """A secret shown only when it was just generated; otherwise left out of the answer."""
+    return UNSET if secret is None else secret
+
+
+def _keys(registered: RegisteredTerminal) -> TerminalKeys:
+    # Returned once; the gateway keeps them only wrapped under the master key.
+    return TerminalKeys(
+        terminal_id=registered.terminal_id,
+        merchant_id=registered.merchant_id,
+        mac_key=registered.keys.mac_key.hex(),
+        pin_key=registered.keys.pin_key.hex(),
     )
 
 

@@ -5,56 +5,47 @@ are allowed."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from pos_gateway.errors import BadRequest
+from pos_gateway.errors import InvalidInput
 from pos_gateway.http.actors import cardholder_actor
+from pos_gateway.http.answers import (
+    Balance,
+    Eligibility,
+    Employment,
+    LoginAnswer,
+    LostCard,
+    PersonNotice,
+    Profile,
+    StatementPage,
+    Status,
+    SuspensionDeclared,
+    render,
+)
 from pos_gateway.http.api import operation
 from pos_gateway.http.bodies import (
+    FlexibleEmployment,
+    FromMonth,
     Login,
-    LoginAnswer,
     PasswordChange,
     PinChange,
+    as_month,
     parse_body,
-    respond,
 )
 from pos_gateway.http.insurance_state import INSURANCE
 from pos_gateway.http.render import STATEMENT_COLUMNS, csv_response, query_int, wants_csv
 from pos_gateway.http.roles import SESSION
 from pos_gateway.http.schemas import (
-    BOOL,
     CARD_PATH,
     CURSOR_PARAM,
     DATE,
-    FEN,
     FORMAT,
     FROM_MONTH,
-    INT,
     LIMIT,
-    MASKED_PAN,
-    MONTH,
-    MONTH_BODY,
-    SSN,
-    STATEMENT_PAGE,
-    STATUS_ONLY,
-    STR,
-    TIME,
     TO_MONTH,
-    array,
-    obj,
     param,
-    ref,
 )
-from pos_gateway.http.validation import (
-    field_date,
-    field_month,
-    field_optional_date,
-    field_optional_month,
-    only_fields,
-    parse_json_object,
-)
+from pos_gateway.http.validation import field_optional_date, field_optional_month
 from pos_gateway.services.cardholder import CardholderService, Session
 from pos_gateway.services.insurance import InsuranceService
 
@@ -74,16 +65,10 @@ def _session(request: web.Request) -> Session:
     return request[SESSION]
 
 
-async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
-    data = parse_json_object(await request.read())
-    only_fields(data, allowed)
-    return data
-
-
 def _card_id(request: web.Request) -> int:
     raw = request.match_info["card_id"]
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise BadRequest("card_id must be a positive integer")
+        raise InvalidInput("card_id must be a positive integer")
     return int(raw)
 
 
@@ -103,13 +88,12 @@ async def login(request: web.Request) -> web.Response:
     result = await _cardholder_service(request).login(
         body.ssn, body.password, actor=cardholder_actor(request, body.ssn[:18])
     )
-    return respond(
-        LoginAnswer(
-            token=result.token,
-            expires_in=result.expires_in,
-            must_change_password=result.must_change_password,
-        )
+    answer = LoginAnswer(
+        token=result.token,
+        expires_in=result.expires_in,
+        must_change_password=result.must_change_password,
     )
+    return render(answer, LoginAnswer)
 
 
 @routes.post("/v1/me/password")
@@ -117,7 +101,7 @@ async def login(request: web.Request) -> web.Response:
     "Change the password (old password required)",
     "cardholder",
     body=PasswordChange,
-    ok=STATUS_ONLY,
+    ok=Status,
     errors=("400", "401", "403"),
 )
 async def change_password(request: web.Request) -> web.Response:
@@ -126,57 +110,37 @@ async def change_password(request: web.Request) -> web.Response:
     await _cardholder_service(request).change_password(
         session, body.old_password, body.new_password, actor=cardholder_actor(request, session.ssn)
     )
-    return web.json_response({"status": "password_changed"})
+    return render({"status": "password_changed"}, Status)
 
 
 @routes.post("/v1/me/logout")
-@operation("End this session", "cardholder", ok=STATUS_ONLY, errors=("401",))
+@operation("End this session", "cardholder", ok=Status, errors=("401",))
 async def logout(request: web.Request) -> web.Response:
     session = _session(request)
     await _cardholder_service(request).logout(session, actor=cardholder_actor(request, session.ssn))
-    return web.json_response({"status": "logged_out"})
+    return render({"status": "logged_out"}, Status)
 
 
 @routes.get("/v1/me")
 @operation(
     "Who I am: name, birth date, account, cards",
     "cardholder",
-    ok=obj(
-        {
-            "ssn": SSN,
-            "name": STR,
-            "birth_date": DATE,
-            "sex": {"enum": ["male", "female"]},
-            "account": obj({"balance": FEN, "status": STR}),
-            "cards": array(
-                obj(
-                    {
-                        "card_id": INT,
-                        "pan": MASKED_PAN,
-                        "status": STR,
-                        "expires_on": DATE,
-                        "expired": BOOL,
-                        "pin_locked": BOOL,
-                    }
-                )
-            ),
-        }
-    ),
+    ok=Profile,
     errors=("401", "403"),
 )
 async def profile(request: web.Request) -> web.Response:
-    return web.json_response(await _cardholder_service(request).profile(_session(request).ssn))
+    return render(await _cardholder_service(request).profile(_session(request).ssn), Profile)
 
 
 @routes.get("/v1/me/balance")
 @operation(
     "Individual account balance",
     "cardholder",
-    ok=obj({"balance": FEN, "currency": {"const": "CNY"}, "account_status": STR}),
+    ok=Balance,
     errors=("401", "403"),
 )
 async def balance(request: web.Request) -> web.Response:
-    return web.json_response(await _cardholder_service(request).balance(_session(request).ssn))
+    return render(await _cardholder_service(request).balance(_session(request).ssn), Balance)
 
 
 @routes.get("/v1/me/statement")
@@ -184,7 +148,7 @@ async def balance(request: web.Request) -> web.Response:
     "Statement: allocation and consumption records, newest first",
     "cardholder",
     params=[LIMIT, CURSOR_PARAM, FORMAT],
-    ok=STATEMENT_PAGE,
+    ok=StatementPage,
     csv=True,
     errors=("400", "401", "403"),
 )
@@ -195,7 +159,7 @@ async def statement(request: web.Request) -> web.StreamResponse:
     )
     if wants_csv(request):
         return csv_response(page.entries, STATEMENT_COLUMNS, "statement.csv")
-    return web.json_response({"entries": page.entries, "next_cursor": page.next_cursor})
+    return render({"entries": page.entries, "next_cursor": page.next_cursor}, StatementPage)
 
 
 @routes.get("/v1/me/contributions")
@@ -203,7 +167,7 @@ async def statement(request: web.Request) -> web.StreamResponse:
     "My contributions: paid, missing and suspended months",
     "cardholder",
     params=[FROM_MONTH, TO_MONTH, FORMAT],
-    ok=ref("PersonNotice"),
+    ok=PersonNotice,
     csv=True,
     errors=("400", "401", "403"),
 )
@@ -216,7 +180,7 @@ async def contributions(request: web.Request) -> web.StreamResponse:
     notice = await insurance.person_notice(_session(request).ssn, months)
     if wants_csv(request):
         return csv_response(notice["months"], CONTRIBUTION_COLUMNS, "contributions.csv")
-    return web.json_response(notice)
+    return render(notice, PersonNotice)
 
 
 @routes.get("/v1/me/coverage")
@@ -224,13 +188,13 @@ async def contributions(request: web.Request) -> web.StreamResponse:
     "Am I covered for pooled-fund reimbursement on a date, and why",
     "cardholder",
     params=[param("date", "query", DATE, "default: today")],
-    ok=ref("Eligibility"),
+    ok=Eligibility,
     errors=("400", "401", "403"),
 )
 async def coverage(request: web.Request) -> web.Response:
     """Covered for pooled-fund reimbursement on ?date= (default today), and why."""
     day = field_optional_date(request.query, "date")
-    return web.json_response(await _insurance(request).eligibility(_session(request).ssn, day))
+    return render(await _insurance(request).eligibility(_session(request).ssn, day), Eligibility)
 
 
 @routes.post("/v1/me/cards/{card_id}/pin")
@@ -240,7 +204,7 @@ async def coverage(request: web.Request) -> web.Response:
     "cardholder",
     params=[CARD_PATH],
     body=PinChange,
-    ok=STATUS_ONLY,
+    ok=Status,
     errors=("400", "401", "403", "404", "409"),
 )
 async def change_pin(request: web.Request) -> web.Response:
@@ -253,7 +217,7 @@ async def change_pin(request: web.Request) -> web.Response:
         body.new_pin,
         actor=cardholder_actor(request, session.ssn),
     )
-    return web.json_response({"status": "pin_changed"})
+    return render({"status": "pin_changed"}, Status)
 
 
 @routes.post("/v1/me/cards/{card_id}/report-lost")
@@ -261,7 +225,7 @@ async def change_pin(request: web.Request) -> web.Response:
     "Report my card lost",
     "cardholder",
     params=[CARD_PATH],
-    ok=obj({"card_id": INT, "pan": MASKED_PAN, "status": STR}),
+    ok=LostCard,
     errors=("401", "403", "404", "409"),
 )
 async def report_lost(request: web.Request) -> web.Response:
@@ -269,56 +233,47 @@ async def report_lost(request: web.Request) -> web.Response:
     result = await _cardholder_service(request).report_lost(
         session.ssn, _card_id(request), actor=cardholder_actor(request, session.ssn)
     )
-    return web.json_response(result)
+    return render(result, LostCard)
 
 
 @routes.post("/v1/me/suspension")
 @operation(
     "Declare a suspension of my insurance from a month on",
     "cardholder",
-    body=MONTH_BODY,
-    ok=obj(
-        {
-            "ssn": SSN,
-            "from_month": MONTH,
-            "declared_at": TIME,
-            "contributions_accepted_until": MONTH,
-            "suspensions": array(ref("Suspension")),
-            "note": STR,
-        }
-    ),
+    body=FromMonth,
+    ok=SuspensionDeclared,
     status="201",
     errors=("400", "401", "403", "409"),
 )
 async def declare_suspension(request: web.Request) -> web.Response:
     """Suspend insurance from {from_month: YYYY-MM} on: contributions stop from then."""
-    data = await _body(request, {"from_month"})
+    body = await parse_body(request, FromMonth)
     session = _session(request)
     result = await _insurance(request).declare_suspension(
         session.ssn,
-        field_month(data, "from_month"),
+        as_month(body.from_month),
         actor=cardholder_actor(request, session.ssn),
     )
-    return web.json_response(result, status=201)
+    return render(result, SuspensionDeclared, status=201)
 
 
 @routes.post("/v1/me/flexible-employment")
 @operation(
     "Register myself as flexibly employed",
     "cardholder",
-    body=obj({"started_on": DATE}),
-    ok=ref("Employment"),
+    body=FlexibleEmployment,
+    ok=Employment,
     status="201",
     errors=("400", "401", "403", "409"),
 )
 async def register_flexible_employment(request: web.Request) -> web.Response:
     """A flexibly employed person registers themselves: {started_on: YYYY-MM-DD}."""
-    data = await _body(request, {"started_on"})
+    body = await parse_body(request, FlexibleEmployment)
     session = _session(request)
     result = await _insurance(request).register_employment(
         session.ssn,
         None,
-        field_date(data, "started_on"),
+        body.started_on,
         actor=cardholder_actor(request, session.ssn),
     )
-    return web.json_response(result, status=201)
+    return render(result, Employment, status=201)

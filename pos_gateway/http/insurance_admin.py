@@ -9,48 +9,57 @@ from typing import Any
 from aiohttp import web
 
 from pos_gateway.domain.employment import USCC_RE
-from pos_gateway.errors import BadRequest
+from pos_gateway.errors import InvalidInput
 from pos_gateway.http.actors import operator_actor
+from pos_gateway.http.answers import (
+    AllocationReport,
+    AllocationRunDone,
+    AuditPage,
+    Eligibility,
+    Employer,
+    EmployerNotice,
+    Employment,
+    LateRegistrations,
+    PasswordReset,
+    Person,
+    PersonNotice,
+    Resumed,
+    SuspensionDeclared,
+    render,
+)
 from pos_gateway.http.api import operation
+from pos_gateway.http.bodies import (
+    AllocationRun,
+    CounterPasswordReset,
+    EmployerRegistration,
+    EmploymentEnd,
+    EmploymentRegistration,
+    FromMonth,
+    as_month,
+    parse_body,
+)
 from pos_gateway.http.insurance_state import INSURANCE
 from pos_gateway.http.render import csv_response, path_int, query_int, wants_csv
 from pos_gateway.http.schemas import (
-    ALLOCATION_SUMMARY_PROPS,
-    BOOL,
-    CURSOR,
     CURSOR_PARAM,
     DATE,
     EMPLOYER_ID,
     EMPLOYER_PATH,
-    FEN,
     FORMAT,
     FROM_MONTH,
     INT,
     LIMIT,
     MONTH,
-    MONTH_BODY,
-    PAN,
-    SSN,
     SSN_PATH,
     STR,
-    TIME,
     TO_MONTH,
-    array,
-    nullable,
-    obj,
     param,
-    ref,
 )
 from pos_gateway.http.state import SERVICES
 from pos_gateway.http.validation import (
-    field_date,
     field_month,
     field_optional_date,
     field_optional_month,
-    field_str,
-    only_fields,
-    parse_json_object,
-    unchecked,
 )
 from pos_gateway.services.audit_trail import audit_trail_page
 from pos_gateway.services.cardholder import CardholderService
@@ -80,24 +89,18 @@ def _cardholder(request: web.Request) -> CardholderService:
     return request.config_dict[INSURANCE].cardholder
 
 
-async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
-    data = parse_json_object(await request.read())
-    only_fields(data, allowed)
-    return data
-
-
 def _ssn(request: web.Request) -> str:
     """Shape only; the service checks the GB 11643 check character."""
     ssn = request.match_info["ssn"]
     if len(ssn) != 18:
-        raise BadRequest("ssn must be an 18-character citizen ID number", code="invalid_ssn")
+        raise InvalidInput("ssn must be an 18-character citizen ID number", code="invalid_ssn")
     return ssn
 
 
 def _employer_id(request: web.Request) -> str:
     employer_id = request.match_info["employer_id"]
     if not USCC_RE.fullmatch(employer_id):
-        raise BadRequest("employer_id must be an 18-character unified social credit code")
+        raise InvalidInput("employer_id must be an 18-character unified social credit code")
     return employer_id
 
 
@@ -112,18 +115,18 @@ def _month_path(request: web.Request) -> Any:
 @operation(
     "Register an employer (code generated when not given)",
     "operator",
-    body=obj({"name": STR, "employer_id": EMPLOYER_ID}, ("name",)),
-    ok=obj({"employer_id": EMPLOYER_ID, "name": STR}),
+    body=EmployerRegistration,
+    ok=Employer,
     status="201",
 )
 async def register_employer(request: web.Request) -> web.Response:
-    data = await _body(request, {"name", "employer_id"})
+    body = await parse_body(request, EmployerRegistration)
     employer = await _insurance(request).register_employer(
-        field_str(data, "name"),
-        field_str(data, "employer_id", max_len=18, required=False),
+        body.name,
+        body.employer_id,
         actor=operator_actor(request),
     )
-    return web.json_response(employer, status=201)
+    return render(employer, Employer, status=201)
 
 
 @routes.get("/v1/admin/employers/{employer_id}")
@@ -131,10 +134,10 @@ async def register_employer(request: web.Request) -> web.Response:
     "An employer",
     "operator",
     params=[EMPLOYER_PATH],
-    ok=obj({"employer_id": EMPLOYER_ID, "name": STR}),
+    ok=Employer,
 )
 async def get_employer(request: web.Request) -> web.Response:
-    return web.json_response(await _insurance(request).employer(_employer_id(request)))
+    return render(await _insurance(request).employer(_employer_id(request)), Employer)
 
 
 @routes.post("/v1/admin/employments")
@@ -142,23 +145,20 @@ async def get_employer(request: web.Request) -> web.Response:
     "Register an employment (late when more than 30 days after hiring); "
     "without employer_id, flexible employment",
     "operator",
-    body=obj(
-        {"ssn": SSN, "employer_id": EMPLOYER_ID, "hired_on": DATE},
-        ("ssn", "hired_on"),
-    ),
-    ok=ref("Employment"),
+    body=EmploymentRegistration,
+    ok=Employment,
     status="201",
 )
 async def register_employment(request: web.Request) -> web.Response:
     """{ssn, hired_on[, employer_id]}: without employer_id, flexible employment."""
-    data = await _body(request, {"ssn", "employer_id", "hired_on"})
+    body = await parse_body(request, EmploymentRegistration)
     employment = await _insurance(request).register_employment(
-        unchecked(data, "ssn"),
-        field_str(data, "employer_id", max_len=18, required=False),
-        field_date(data, "hired_on"),
+        body.ssn,
+        body.employer_id,
+        body.hired_on,
         actor=operator_actor(request),
     )
-    return web.json_response(employment, status=201)
+    return render(employment, Employment, status=201)
 
 
 @routes.post("/v1/admin/employments/{employment_id}/end")
@@ -166,17 +166,17 @@ async def register_employment(request: web.Request) -> web.Response:
     "End an employment",
     "operator",
     params=[param("employment_id", "path", INT)],
-    body=obj({"ended_on": DATE}),
-    ok=ref("Employment"),
+    body=EmploymentEnd,
+    ok=Employment,
 )
 async def end_employment(request: web.Request) -> web.Response:
-    data = await _body(request, {"ended_on"})
+    body = await parse_body(request, EmploymentEnd)
     employment = await _insurance(request).end_employment(
         path_int(request, "employment_id"),
-        field_date(data, "ended_on"),
+        body.ended_on,
         actor=operator_actor(request),
     )
-    return web.json_response(employment)
+    return render(employment, Employment)
 
 
 @routes.get("/v1/admin/reports/late-registrations")
@@ -189,14 +189,7 @@ async def end_employment(request: web.Request) -> web.Response:
         param("employer_id", "query", EMPLOYER_ID),
         FORMAT,
     ],
-    ok=obj(
-        {
-            "from": DATE,
-            "to": DATE,
-            "deadline_days": INT,
-            "registrations": array(ref("Employment")),
-        }
-    ),
+    ok=LateRegistrations,
     csv=True,
 )
 async def late_registrations(request: web.Request) -> web.StreamResponse:
@@ -204,7 +197,7 @@ async def late_registrations(request: web.Request) -> web.StreamResponse:
     ?from=YYYY-MM-DD&to=YYYY-MM-DD (default: the current month)&employer_id=&format=."""
     employer_id = request.query.get("employer_id")
     if employer_id is not None and not USCC_RE.fullmatch(employer_id):
-        raise BadRequest("employer_id must be an 18-character unified social credit code")
+        raise InvalidInput("employer_id must be an 18-character unified social credit code")
     report = await _insurance(request).late_registrations(
         field_optional_date(request.query, "from"),
         field_optional_date(request.query, "to"),
@@ -212,7 +205,7 @@ async def late_registrations(request: web.Request) -> web.StreamResponse:
     )
     if wants_csv(request):
         return csv_response(report["registrations"], EMPLOYMENT_COLUMNS, "late-registrations.csv")
-    return web.json_response(report)
+    return render(report, LateRegistrations)
 
 
 # People: record, notices, suspension, eligibility ---------------------------------------
@@ -223,32 +216,10 @@ async def late_registrations(request: web.Request) -> web.StreamResponse:
     "A person: birth date and sex (from the ID number), account, cards, employments, suspensions",
     "operator",
     params=[SSN_PATH],
-    ok=obj(
-        {
-            "ssn": SSN,
-            "name": STR,
-            "birth_date": DATE,
-            "sex": {"enum": ["male", "female"]},
-            "account_id": INT,
-            "balance": FEN,
-            "account_status": STR,
-            "cards": array(
-                obj(
-                    {
-                        "pan": PAN,
-                        "status": STR,
-                        "expires_on": DATE,
-                        "pin_failures": INT,
-                    }
-                )
-            ),
-            "employments": array(ref("Employment")),
-            "suspensions": array(ref("Suspension")),
-        }
-    ),
+    ok=Person,
 )
 async def get_person(request: web.Request) -> web.Response:
-    return web.json_response(await _insurance(request).person_record(_ssn(request)))
+    return render(await _insurance(request).person_record(_ssn(request)), Person)
 
 
 @routes.get("/v1/admin/people/{ssn}/contributions")
@@ -256,7 +227,7 @@ async def get_person(request: web.Request) -> web.Response:
     "Payment notice of a person: paid, missing and suspended months",
     "operator",
     params=[SSN_PATH, FROM_MONTH, TO_MONTH, FORMAT],
-    ok=ref("PersonNotice"),
+    ok=PersonNotice,
     csv=True,
 )
 async def person_notice(request: web.Request) -> web.StreamResponse:
@@ -270,7 +241,7 @@ async def person_notice(request: web.Request) -> web.StreamResponse:
         return csv_response(
             notice["months"], PERSON_NOTICE_COLUMNS, f"contributions-{notice['ssn']}.csv"
         )
-    return web.json_response(notice)
+    return render(notice, PersonNotice)
 
 
 @routes.get("/v1/admin/employers/{employer_id}/payment-notice")
@@ -278,7 +249,7 @@ async def person_notice(request: web.Request) -> web.StreamResponse:
     "Payment notice of an employer: per employee, paid and missing months",
     "operator",
     params=[EMPLOYER_PATH, FROM_MONTH, TO_MONTH, FORMAT],
-    ok=ref("EmployerNotice"),
+    ok=EmployerNotice,
     csv=True,
 )
 async def employer_notice(request: web.Request) -> web.StreamResponse:
@@ -291,7 +262,7 @@ async def employer_notice(request: web.Request) -> web.StreamResponse:
     if wants_csv(request):
         rows = [line for employee in notice["employees"] for line in employee["months"]]
         return csv_response(rows, NOTICE_COLUMNS, f"payment-notice-{notice['employer_id']}.csv")
-    return web.json_response(notice)
+    return render(notice, EmployerNotice)
 
 
 @routes.post("/v1/admin/people/{ssn}/suspension")
@@ -299,16 +270,16 @@ async def employer_notice(request: web.Request) -> web.StreamResponse:
     "Declare a suspension of insurance from a month (at the counter)",
     "operator",
     params=[SSN_PATH],
-    body=MONTH_BODY,
-    ok={"type": "object"},
+    body=FromMonth,
+    ok=SuspensionDeclared,
     status="201",
 )
 async def declare_suspension(request: web.Request) -> web.Response:
-    data = await _body(request, {"from_month"})
+    body = await parse_body(request, FromMonth)
     result = await _insurance(request).declare_suspension(
-        _ssn(request), field_month(data, "from_month"), actor=operator_actor(request)
+        _ssn(request), as_month(body.from_month), actor=operator_actor(request)
     )
-    return web.json_response(result, status=201)
+    return render(result, SuspensionDeclared, status=201)
 
 
 @routes.post("/v1/admin/people/{ssn}/resumption")
@@ -316,15 +287,15 @@ async def declare_suspension(request: web.Request) -> web.Response:
     "End the open suspension: contributions accepted again from a month",
     "operator",
     params=[SSN_PATH],
-    body=MONTH_BODY,
-    ok=obj({"ssn": SSN, "suspensions": array(ref("Suspension"))}),
+    body=FromMonth,
+    ok=Resumed,
 )
 async def resume_insurance(request: web.Request) -> web.Response:
-    data = await _body(request, {"from_month"})
+    body = await parse_body(request, FromMonth)
     result = await _insurance(request).resume(
-        _ssn(request), field_month(data, "from_month"), actor=operator_actor(request)
+        _ssn(request), as_month(body.from_month), actor=operator_actor(request)
     )
-    return web.json_response(result)
+    return render(result, Resumed)
 
 
 @routes.get("/v1/admin/people/{ssn}/eligibility")
@@ -332,12 +303,12 @@ async def resume_insurance(request: web.Request) -> web.Response:
     "Covered for pooled-fund reimbursement on a date, with the reason",
     "operator",
     params=[SSN_PATH, param("date", "query", DATE, "default: today")],
-    ok=ref("Eligibility"),
+    ok=Eligibility,
 )
 async def eligibility(request: web.Request) -> web.Response:
     """Covered for pooled-fund reimbursement on ?date=YYYY-MM-DD (default today), and why."""
     day = field_optional_date(request.query, "date")
-    return web.json_response(await _insurance(request).eligibility(_ssn(request), day))
+    return render(await _insurance(request).eligibility(_ssn(request), day), Eligibility)
 
 
 @routes.post("/v1/admin/people/{ssn}/password-reset")
@@ -346,18 +317,18 @@ async def eligibility(request: web.Request) -> web.Response:
     "card is checked against the card); unlocks the login",
     "operator",
     params=[SSN_PATH],
-    body=obj({"pan": PAN}),
-    ok=obj({"ssn": SSN, "status": STR, "must_change_password": BOOL, "password": STR}),
+    body=CounterPasswordReset,
+    ok=PasswordReset,
 )
 async def reset_password(request: web.Request) -> web.Response:
     """Counter reset of the self-service password after the ID card is checked against
     the card ({pan}); a new random first password, returned once, to be changed at the
     next login."""
-    data = await _body(request, {"pan"})
+    body = await parse_body(request, CounterPasswordReset)
     result = await _cardholder(request).reset_password_at_counter(
-        _ssn(request), field_str(data, "pan", max_len=19), actor=operator_actor(request)
+        _ssn(request), body.pan, actor=operator_actor(request)
     )
-    return web.json_response(result)
+    return render(result, PasswordReset)
 
 
 # Allocation -----------------------------------------------------------------------------
@@ -369,22 +340,17 @@ async def reset_password(request: web.Request) -> web.Response:
     "month's contributions (individual part + 30 % of the employer part); "
     "idempotent per person and month",
     "operator",
-    body=obj({"month": MONTH}),
-    ok=obj(
-        {
-            **ALLOCATION_SUMMARY_PROPS,
-            "this_run": obj({"persons": INT, "amount": FEN, "batches": INT}),
-        }
-    ),
+    body=AllocationRun,
+    ok=AllocationRunDone,
 )
 async def run_allocation(request: web.Request) -> web.Response:
     """Allocate a month's contributions to individual accounts: {month: YYYY-MM}.
     Idempotent per person and month: running it again credits nobody twice."""
-    data = await _body(request, {"month"})
+    body = await parse_body(request, AllocationRun)
     report = await _insurance(request).run_allocation(
-        field_month(data, "month"), actor=operator_actor(request)
+        as_month(body.month), actor=operator_actor(request)
     )
-    return web.json_response(report)
+    return render(report, AllocationRunDone)
 
 
 @routes.get("/v1/admin/allocations/{month}")
@@ -392,25 +358,7 @@ async def run_allocation(request: web.Request) -> web.Response:
     "Allocation report of a month: summary and per-person lines",
     "operator",
     params=[param("month", "path", MONTH), LIMIT, CURSOR_PARAM, FORMAT],
-    ok=obj(
-        {
-            **ALLOCATION_SUMMARY_PROPS,
-            "lines": array(
-                obj(
-                    {
-                        "account_id": INT,
-                        "ssn": SSN,
-                        "name": STR,
-                        "employer_part": FEN,
-                        "individual_part": FEN,
-                        "amount": FEN,
-                        "allocated_at": TIME,
-                    }
-                )
-            ),
-            "next_cursor": CURSOR,
-        }
-    ),
+    ok=AllocationReport,
     csv=True,
 )
 async def allocation_report(request: web.Request) -> web.StreamResponse:
@@ -421,7 +369,7 @@ async def allocation_report(request: web.Request) -> web.StreamResponse:
     )
     if wants_csv(request):
         return csv_response(report["lines"], ALLOCATION_COLUMNS, f"allocation-{month:%Y-%m}.csv")
-    return web.json_response(report)
+    return render(report, AllocationReport)
 
 
 # Audit ----------------------------------------------------------------------------------
@@ -438,37 +386,17 @@ async def allocation_report(request: web.Request) -> web.StreamResponse:
         LIMIT,
         CURSOR_PARAM,
     ],
-    ok=obj(
-        {
-            "entries": array(
-                obj(
-                    {
-                        "audit_id": INT,
-                        "time": TIME,
-                        "actor_kind": {"enum": ["operator", "cardholder", "system"]},
-                        "actor_id": STR,
-                        "remote_addr": nullable(STR),
-                        "request_id": nullable(STR),
-                        "action": STR,
-                        "subject_kind": STR,
-                        "subject_id": STR,
-                        "details": {"type": "object"},
-                    }
-                )
-            ),
-            "next_cursor": CURSOR,
-        }
-    ),
+    ok=AuditPage,
 )
 async def audit_trail(request: web.Request) -> web.Response:
     """Newest first: ?subject_kind=&subject_id=&action=&limit=&cursor=."""
     query = request.query
     subject_kind = query.get("subject_kind")
     if subject_kind is not None and subject_kind not in AUDIT_SUBJECTS:
-        raise BadRequest(f"subject_kind must be one of {', '.join(sorted(AUDIT_SUBJECTS))}")
+        raise InvalidInput(f"subject_kind must be one of {', '.join(sorted(AUDIT_SUBJECTS))}")
     for name in ("subject_id", "action"):
         if len(query.get(name, "")) > 64:
-            raise BadRequest(f"{name} is at most 64 characters")
+            raise InvalidInput(f"{name} is at most 64 characters")
     page = await audit_trail_page(
         request.config_dict[SERVICES].pool,
         subject_kind=subject_kind,
@@ -477,4 +405,4 @@ async def audit_trail(request: web.Request) -> web.Response:
         cursor=query.get("cursor"),
         limit=query_int(request, "limit", 100),
     )
-    return web.json_response({"entries": page.entries, "next_cursor": page.next_cursor})
+    return render({"entries": page.entries, "next_cursor": page.next_cursor}, AuditPage)

@@ -18,7 +18,7 @@ from msgspec import UNSET, Meta, UnsetType
 from pos_gateway.domain.cards import pan_well_formed
 from pos_gateway.domain.identity import request_identity
 from pos_gateway.domain.money import CURRENCY, MAX_FEN
-from pos_gateway.errors import BadRequest
+from pos_gateway.errors import InvalidInput
 from pos_gateway.security.pins import PIN_BLOCK_BYTES
 
 # Patterns are JSON Schema (ECMA) patterns and re.search patterns at once; '$' also
@@ -252,37 +252,37 @@ def decode(
     body: bytes,
     errors: Mapping[str, tuple[str, str]] = FIELD_ERRORS,
 ) -> Any:
-    """Decode `body` strictly, or raise BadRequest with the code and message that
+    """Decode `body` strictly, or raise InvalidInput with the code and message that
     `errors` gives the offending field (the terminal contract's by default)."""
     if not body:
-        raise BadRequest("request body is empty", code="invalid_json")
+        raise InvalidInput("request body is empty", code="invalid_json")
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise _refusal(str(exc), errors) from None
     # DecodeError: not JSON, not UTF-8, NaN, nested past msgspec's depth limit.
     except (msgspec.DecodeError, RecursionError):
-        raise BadRequest("request body is not valid JSON", code="invalid_json") from None
+        raise InvalidInput("request body is not valid JSON", code="invalid_json") from None
 
 
-def _refusal(problem: str, errors: Mapping[str, tuple[str, str]]) -> BadRequest:
+def _refusal(problem: str, errors: Mapping[str, tuple[str, str]]) -> InvalidInput:
     path = _FIELD_RE.search(problem)
     if path is not None:  # a value of the wrong type or shape, maybe inside an object
         field = path.group(1)
         if field == "type" and problem.startswith("Invalid value"):
-            return BadRequest("unknown transaction type", code="unknown_type")
+            return InvalidInput("unknown transaction type", code="unknown_type")
         # msgspec's own words name the field and the expected type, never a value.
         code, message = errors.get(field, ("malformed_request", problem))
-        return BadRequest(message, code=code)
+        return InvalidInput(message, code=code)
     named = _NAMED_RE.search(problem)
     field = named.group(1).rstrip("`") if named else "?"
     if problem.startswith("Object missing required field"):
         if field == "type":
-            return BadRequest("type is required and must be a string", code="missing_field")
-        return BadRequest(f"missing field(s): {field}", code="missing_field")
+            return InvalidInput("type is required and must be a string", code="missing_field")
+        return InvalidInput(f"missing field(s): {field}", code="missing_field")
     if problem.startswith("Object contains unknown field"):
-        return BadRequest(f"unexpected field(s): {field}", code="unexpected_field")
-    return BadRequest("request body must be a JSON object", code="invalid_json")
+        return InvalidInput(f"unexpected field(s): {field}", code="unexpected_field")
+    return InvalidInput("request body must be a JSON object", code="invalid_json")
 
 
 def decode_transaction(body: bytes) -> TerminalRequest:
@@ -290,7 +290,7 @@ def decode_transaction(body: bytes) -> TerminalRequest:
     pan = getattr(request, "pan", UNSET)
     if isinstance(pan, str) and not pan_well_formed(pan):
         code, message = FIELD_ERRORS["pan"]
-        raise BadRequest(message, code=code)
+        raise InvalidInput(message, code=code)
     return request
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from pos_gateway.domain.display import format_iso_time, format_yuan
-from pos_gateway.errors import BadRequest
+from pos_gateway.errors import InvalidInput
 
 STATEMENT_COLUMNS = (
     "entry_id", "time", "kind", "amount", "balance_after", "merchant_id", "merchant_name",
@@ -35,7 +35,7 @@ TIME_COLUMNS = frozenset({"time", "allocated_at"})
 def wants_csv(request: web.Request) -> bool:
     fmt = request.query.get("format", "json")
     if fmt not in ("json", "csv"):
-        raise BadRequest("format must be json or csv", code="invalid_format")
+        raise InvalidInput("format must be json or csv", code="invalid_format")
     return fmt == "csv"
 
 
@@ -44,7 +44,7 @@ def query_int(request: web.Request, name: str, default: int) -> int:
     if raw is None:
         return default
     if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
-        raise BadRequest(f"{name} must be a positive integer", code=f"invalid_{name}")
+        raise InvalidInput(f"{name} must be a positive integer", code=f"invalid_{name}")
     return int(raw)
 
 
@@ -52,7 +52,7 @@ def path_int(request: web.Request, name: str) -> int:
     """A positive integer from the URL path (ids), or 400."""
     raw = request.match_info[name]
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise BadRequest(f"{name} must be a positive integer")
+        raise InvalidInput(f"{name} must be a positive integer")
     return int(raw)
 
 

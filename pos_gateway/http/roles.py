@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractView
 from aiohttp.typedefs import Middleware
 
-from pos_gateway.errors import Forbidden, Unauthorized
+from pos_gateway.errors import NotAuthenticated, NotPermitted
 from pos_gateway.http.insurance_state import INSURANCE
 from pos_gateway.http.state import SETTINGS
 from pos_gateway.services.cardholder import Session
@@ -47,7 +47,7 @@ async def operator_auth(request: web.Request, handler: Handler) -> web.StreamRes
     offered = request.headers.get("Authorization", "")
     # surrogateescape: header bytes that are not UTF-8 compare as bytes (and differ).
     if not hmac.compare_digest(offered.encode("utf-8", "surrogateescape"), expected.encode()):
-        raise Unauthorized("operator token missing or wrong")
+        raise NotAuthenticated("operator token missing or wrong")
     return await handler(request)
 
 
@@ -61,10 +61,10 @@ async def cardholder_auth(request: web.Request, handler: Handler) -> web.StreamR
     offered = request.headers.get("Authorization", "")
     scheme, _, token = offered.partition(" ")
     if scheme != "Bearer" or not _TOKEN_RE.fullmatch(token):
-        raise Unauthorized("bearer token missing or malformed", code="no_session")
+        raise NotAuthenticated("bearer token missing or malformed", code="no_session")
     session = await request.config_dict[INSURANCE].cardholder.authenticate(token)
     if session.password_change_required and route not in BEFORE_PASSWORD_CHANGE:
-        raise Forbidden(
+        raise NotPermitted(
             "change the first password before anything else (POST /v1/me/password)",
             code="password_change_required",
         )

@@ -7,10 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
-from pos_gateway.errors import BadRequest
+from pos_gateway.errors import InvalidInput
+from pos_gateway.http.answers import Catalogue, FundLiability, Loaded, Policies, render
 from pos_gateway.http.api import operation
 from pos_gateway.http.render import csv_response, wants_csv
-from pos_gateway.http.schemas import DATE, FORMAT, INT, MERCHANT_ID, array, obj, param
+from pos_gateway.http.schemas import DATE, FORMAT, INT, MERCHANT_ID, obj, param
 from pos_gateway.http.state import SERVICES
 from pos_gateway.http.validation import field_date, parse_json_object
 from pos_gateway.services import settlement
@@ -21,8 +22,8 @@ FUND_LIABILITY_COLUMNS = (
     "local_date", "merchant_id", "merchant_name", "purchases_count", "owed", "given_back",
     "net_amount",
 )  # fmt: skip
-_ROWS = array({"type": "object"})
-_LOADED = obj({"loaded": INT})
+# Rows are checked by the service, with their line numbers: the body only frames them.
+_ROWS = {"type": "array", "items": {"type": "object"}}
 _LOAD_ERRORS = ("400", "401", "413")
 
 
@@ -49,10 +50,10 @@ async def _rows(request: web.Request, name: str) -> list[Any] | str:
         try:
             return body.decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise BadRequest("CSV must be UTF-8", code="invalid_csv") from None
+            raise InvalidInput("CSV must be UTF-8", code="invalid_csv") from None
     data = parse_json_object(body)
     if set(data) != {name} or not isinstance(data[name], list):
-        raise BadRequest(f'body must be {{"{name}": [...]}} or a text/csv file')
+        raise InvalidInput(f'body must be {{"{name}": [...]}} or a text/csv file')
     return data[name]
 
 
@@ -63,7 +64,7 @@ async def _rows(request: web.Request, name: str) -> list[Any] | str:
     "operator",
     body=obj({"items": _ROWS}),
     csv_body=True,
-    ok=_LOADED,
+    ok=Loaded,
     status="201",
     errors=_LOAD_ERRORS,
 )
@@ -71,14 +72,14 @@ async def load_catalogue(request: web.Request) -> web.Response:
     """Add or replace catalogue items by code, all or nothing."""
     rows = await _rows(request, "items")
     loaded = await settlement.load_catalogue(request.config_dict[SERVICES].pool, rows)
-    return web.json_response({"loaded": loaded}, status=201)
+    return render({"loaded": loaded}, Loaded, status=201)
 
 
 @routes.get("/v1/admin/catalogue")
-@operation("The catalogue", "operator", ok=obj({"items": _ROWS}), errors=("401",))
+@operation("The catalogue", "operator", ok=Catalogue, errors=("401",))
 async def get_catalogue(request: web.Request) -> web.Response:
     rows = await settlement.catalogue(request.config_dict[SERVICES].pool)
-    return web.json_response({"items": rows})
+    return render({"items": rows}, Catalogue)
 
 
 @routes.post("/v1/admin/policies")
@@ -89,7 +90,7 @@ async def get_catalogue(request: web.Request) -> web.Response:
     "operator",
     body=obj({"policies": _ROWS}),
     csv_body=True,
-    ok=_LOADED,
+    ok=Loaded,
     status="201",
     errors=_LOAD_ERRORS,
 )
@@ -97,7 +98,7 @@ async def load_policies(request: web.Request) -> web.Response:
     """Add or replace policies by merchant kind and year, all or nothing."""
     rows = await _rows(request, "policies")
     loaded = await settlement.load_policies(request.config_dict[SERVICES].pool, rows)
-    return web.json_response({"loaded": loaded}, status=201)
+    return render({"loaded": loaded}, Loaded, status=201)
 
 
 @routes.get("/v1/admin/policies")
@@ -105,15 +106,15 @@ async def load_policies(request: web.Request) -> web.Response:
     "The policies (of one year with ?year=YYYY)",
     "operator",
     params=[param("year", "query", INT)],
-    ok=obj({"policies": _ROWS}),
+    ok=Policies,
     errors=("400", "401"),
 )
 async def get_policies(request: web.Request) -> web.Response:
     raw = request.query.get("year")
     if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) == 4):
-        raise BadRequest("year must be YYYY")
+        raise InvalidInput("year must be YYYY")
     rows = await settlement.policies(request.config_dict[SERVICES].pool, int(raw) if raw else None)
-    return web.json_response({"policies": rows})
+    return render({"policies": rows}, Policies)
 
 
 @routes.get("/v1/admin/reports/fund-liability")
@@ -126,7 +127,7 @@ async def get_policies(request: web.Request) -> web.Response:
         param("merchant_id", "query", MERCHANT_ID),
         FORMAT,
     ],
-    ok=obj({"from": DATE, "until": DATE, "merchants": _ROWS}),
+    ok=FundLiability,
     csv=True,
     errors=("400", "401"),
 )
@@ -141,5 +142,5 @@ async def fund_liability(request: web.Request) -> web.StreamResponse:
     )
     if wants_csv(request):
         return csv_response(rows, FUND_LIABILITY_COLUMNS, f"fund-liability-{since}.csv")
-    return web.json_response({"from": since.isoformat(), "until": until.isoformat(),
-                              "merchants": rows})  # fmt: skip
+    answer = {"from": since.isoformat(), "until": until.isoformat(), "merchants": rows}
+    return render(answer, FundLiability)

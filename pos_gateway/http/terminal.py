@@ -9,7 +9,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from pos_gateway.errors import BadRequest, Forbidden, Unauthorized
+from pos_gateway.errors import InvalidInput, NotAuthenticated, NotPermitted
 from pos_gateway.http.api import TERMINAL, operation
 from pos_gateway.http.messages import (
     BatchClose,
@@ -47,15 +47,19 @@ def _check_headers(request: web.Request) -> tuple[str, str, str]:
     timestamp = request.headers.get("X-Timestamp", "")
     signature = request.headers.get("X-Signature", "")
     if not TERMINAL_ID_RE.fullmatch(terminal_id):
-        raise Unauthorized("X-Terminal-Id must be 8 characters [0-9A-Z]", code="bad_terminal_id")
+        raise NotAuthenticated(
+            "X-Terminal-Id must be 8 characters [0-9A-Z]", code="bad_terminal_id"
+        )
     structlog.contextvars.bind_contextvars(terminal_id=terminal_id)
     if not timestamp_fresh(timestamp, time.time(), settings.timestamp_window_s):
-        raise Unauthorized(
+        raise NotAuthenticated(
             f"X-Timestamp must be Unix seconds within {settings.timestamp_window_s} s of now",
             code="bad_timestamp",
         )
     if not _SIGNATURE_RE.fullmatch(signature):
-        raise Unauthorized("X-Signature must be 64 lowercase hex characters", code="bad_signature")
+        raise NotAuthenticated(
+            "X-Signature must be 64 lowercase hex characters", code="bad_signature"
+        )
     return terminal_id, timestamp, signature
 
 
@@ -74,11 +78,11 @@ def _auth(request: web.Request, body: bytes, headers: tuple[str, str, str]) -> T
 
 def _answer_or_raise(outcome: TerminalOutcome) -> dict[str, Any]:
     if outcome.status == "unauthenticated":
-        raise Unauthorized(_NOT_AUTHENTICATED, code="bad_signature")
+        raise NotAuthenticated(_NOT_AUTHENTICATED, code="bad_signature")
     if outcome.status == "disabled":
-        raise Forbidden("terminal is disabled", code="terminal_disabled")
+        raise NotPermitted("terminal is disabled", code="terminal_disabled")
     if outcome.status == "malformed":
-        raise outcome.error or BadRequest("malformed request")
+        raise outcome.error or InvalidInput("malformed request")
     assert outcome.answer is not None
     return outcome.answer
 
@@ -99,7 +103,7 @@ async def post_transaction(request: web.Request) -> web.Response:
     try:
         txn: TransactionRequest | None = parse_transaction(body)
         malformed = None
-    except BadRequest as exc:
+    except InvalidInput as exc:
         txn, malformed = None, exc
     outcome = await request.app[SERVICES].terminal.transaction(auth, txn, malformed)
     return web.json_response(_answer_or_raise(outcome))
@@ -120,7 +124,7 @@ async def post_batch_close(request: web.Request) -> web.Response:
     front_door = request.app[SERVICES].terminal
     try:
         batch_no, figures, digest = parse_batch_close(body)
-    except BadRequest as exc:
+    except InvalidInput as exc:
         # Reported only once the terminal is authenticated, as a transaction's is.
         outcome = await front_door.close_batch(auth, 0, {}, b"", malformed=exc)
     else:

@@ -11,8 +11,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 
-from pos_gateway.domain.money import is_fen_amount
-from pos_gateway.errors import BadRequest
+from pos_gateway.errors import InvalidInput
 from pos_gateway.http.messages import (
     as_lines,
     content_hash,
@@ -22,23 +21,20 @@ from pos_gateway.http.messages import (
 from pos_gateway.services.transactions import TransactionRequest
 
 MAX_BODY_BYTES = 16 * 1024
-STAN_RE = re.compile(r"[0-9]{6}")
 TERMINAL_ID_RE = re.compile(r"[0-9A-Z]{8}")
 MERCHANT_ID_RE = re.compile(r"[0-9A-Z]{15}")
-
-RRN_RE = re.compile(r"[0-9]{12}")
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
     if not body:
-        raise BadRequest("request body is empty", code="invalid_json")
+        raise InvalidInput("request body is empty", code="invalid_json")
     try:
         value = json.loads(body)
     # ValueError covers JSONDecodeError and integers past Python's 4,300-digit limit.
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise BadRequest("request body is not valid JSON", code="invalid_json") from None
+        raise InvalidInput("request body is not valid JSON", code="invalid_json") from None
     if not isinstance(value, dict):
-        raise BadRequest("request body must be a JSON object", code="invalid_json")
+        raise InvalidInput("request body must be a JSON object", code="invalid_json")
     return value
 
 
@@ -75,39 +71,17 @@ def _given(value: Any) -> Any:
 
 def _local_date(value: object, name: str) -> date:
     if not isinstance(value, str) or len(value) > 40:
-        raise BadRequest(f"{name} must be an ISO 8601 string", code="invalid_local_time")
+        raise InvalidInput(f"{name} must be an ISO 8601 string", code="invalid_local_time")
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise BadRequest(f"{name} must be ISO 8601", code="invalid_local_time") from None
+        raise InvalidInput(f"{name} must be ISO 8601", code="invalid_local_time") from None
     if moment.tzinfo is None:
-        raise BadRequest(f"{name} must carry a UTC offset", code="invalid_local_time")
+        raise InvalidInput(f"{name} must carry a UTC offset", code="invalid_local_time")
     return moment.date()
 
 
 # Operator API fields ------------------------------------------------------------------
-
-
-def field_str(data: dict[str, Any], name: str, *, max_len: int = 200, required: bool = True) -> Any:
-    value = data.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > max_len:
-        raise BadRequest(f"{name} must be a non-empty string of at most {max_len} characters")
-    if not text_storable(value):
-        raise BadRequest(f"{name} must not contain NUL or unpaired surrogates", code="invalid_text")
-    return value.strip()
-
-
-def text_storable(value: str) -> bool:
-    """Text PostgreSQL can store: no NUL character, and valid UTF-8 (no lone surrogate)."""
-    if "\x00" in value:
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 # Dates outside these years are typing errors here, and month arithmetic near year 1 or
@@ -121,13 +95,13 @@ def field_date(data: dict[str, Any], name: str, *, required: bool = True) -> Any
         return None
     problem = f"{name} must be a date YYYY-MM-DD between {MIN_YEAR} and {MAX_YEAR}"
     if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
-        raise BadRequest(problem)
+        raise InvalidInput(problem)
     try:
         day = date.fromisoformat(value)
     except ValueError:
-        raise BadRequest(problem) from None
+        raise InvalidInput(problem) from None
     if not MIN_YEAR <= day.year <= MAX_YEAR:
-        raise BadRequest(problem)
+        raise InvalidInput(problem)
     return day
 
 
@@ -135,29 +109,14 @@ def field_month(data: dict[str, Any], name: str) -> date:
     value = data.get(name)
     problem = f"{name} must be a month YYYY-MM between {MIN_YEAR} and {MAX_YEAR}"
     if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}", value):
-        raise BadRequest(problem)
+        raise InvalidInput(problem)
     try:
         month = date(int(value[:4]), int(value[5:]), 1)
     except ValueError:
-        raise BadRequest(problem) from None
+        raise InvalidInput(problem) from None
     if not MIN_YEAR <= month.year <= MAX_YEAR:
-        raise BadRequest(problem)
+        raise InvalidInput(problem)
     return month
-
-
-def field_fen(data: dict[str, Any], name: str, *, default: int | None = None) -> int:
-    if name not in data and default is not None:
-        return default
-    value = data.get(name)
-    if not is_fen_amount(value):
-        raise BadRequest(f"{name} must be a non-negative integer number of fen")
-    return value
-
-
-def only_fields(data: dict[str, Any], allowed: set[str]) -> None:
-    extra = sorted(data.keys() - allowed)
-    if extra:
-        raise BadRequest(f"unexpected field(s): {', '.join(e[:40] for e in extra[:5])}")
 
 
 def parse_batch_close(body: bytes) -> tuple[int, dict[str, Any], bytes]:
@@ -169,36 +128,6 @@ def parse_batch_close(body: bytes) -> tuple[int, dict[str, Any], bytes]:
     }
     digest = hashlib.sha256(json.dumps([close.batch_no, figures], sort_keys=True).encode()).digest()
     return close.batch_no, figures, digest
-
-
-def unchecked(data: dict[str, Any], name: str) -> Any:
-    """A field passed on as sent, for a service that validates it itself (the ssn: its
-    check character is a domain rule, checked_ssn)."""
-    return data.get(name)
-
-
-def field_password(data: dict[str, Any], name: str) -> str:
-    """Printable ASCII, at most 64 characters: what a password can be (the rules for a new
-    one are domain rules, checked by the service)."""
-    value = data.get(name)
-    if (
-        not isinstance(value, str)
-        or not 1 <= len(value) <= 64
-        or not all(" " <= c <= "~" for c in value)
-    ):
-        raise BadRequest(
-            f"{name} must be 1 to 64 printable ASCII characters", code="invalid_password"
-        )
-    return value
-
-
-def field_pin(data: dict[str, Any], name: str) -> str:
-    value = data.get(name)
-    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
-        raise BadRequest(f"{name} must be a string of 4 to 12 digits", code="invalid_pin")
-    if not 4 <= len(value) <= 12:
-        raise BadRequest(f"{name} must be a string of 4 to 12 digits", code="invalid_pin")
-    return value
 
 
 def field_optional_month(data: Any, name: str) -> date | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from pos_gateway.errors import BadRequest, Conflict, DomainError
+from pos_gateway.errors import ConflictsWithRecord, DomainError, InvalidInput
 from pos_gateway.iso8583 import codec, messages
 from pos_gateway.services.health import database_unavailable
 from pos_gateway.services.terminal import TerminalAuth, TerminalFrontDoor, TerminalOutcome
@@ -115,7 +115,7 @@ class IsoListener:
             return messages.refusal(fields, messages.FORMAT_ERROR), outcome.mac_key
         try:
             code = messages.network_code(fields)
-        except BadRequest:
+        except InvalidInput:
             return messages.refusal(fields, messages.FORMAT_ERROR), outcome.mac_key
         assert outcome.answer is not None
         batch_no = outcome.answer["batch_no"] if code == messages.SIGN_ON else None
@@ -128,7 +128,7 @@ class IsoListener:
         try:
             request = messages.parse_transaction(fields, self._business_date())
             malformed = None
-        except BadRequest as exc:
+        except InvalidInput as exc:
             request, malformed = None, exc
         outcome = await self._front_door.transaction(auth, request, malformed)
         if outcome.status != "answer":
@@ -141,13 +141,13 @@ class IsoListener:
     ) -> tuple[dict[str, str], bytes | None]:
         try:
             batch_no, figures, digest = messages.parse_batch_close(fields)
-        except BadRequest as exc:
+        except InvalidInput as exc:
             # Reported once the terminal is authenticated: MACed only for the real one.
             outcome = await self._front_door.close_batch(auth, 0, {}, b"", malformed=exc)
         else:
             try:
                 outcome = await self._front_door.close_batch(auth, batch_no, figures, digest)
-            except Conflict as exc:
+            except ConflictsWithRecord as exc:
                 # A close naming a batch that is not open, or repeating a closed one with
                 # other figures: an invalid transaction (12), not "out of balance" (95,
                 # only for a valid close whose figures differ). The front door raised after
@@ -172,7 +172,7 @@ def _refused(
     # repeats a closed one with other figures, is an invalid transaction.
     code = (
         messages.FORMAT_ERROR
-        if outcome.error is None or isinstance(outcome.error, BadRequest)
+        if outcome.error is None or isinstance(outcome.error, InvalidInput)
         else messages.INVALID_TRANSACTION
     )
     out = messages.refusal(fields, code)

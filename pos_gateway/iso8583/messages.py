@@ -1,7 +1,7 @@
 """DESIGN §9's messages: ISO 8583 fields to the gateway's requests, answers back to fields.
 
 Fields are pyiso8583's decoded form: {"t": MTI, "3": "000000", "52": hex, ...}. A request
-that lacks a field or has a bad value raises BadRequest (answered 39 = 30).
+that lacks a field or has a bad value raises InvalidInput (answered 39 = 30).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pos_gateway.domain.cards import pan_well_formed
 from pos_gateway.domain.identity import request_identity
 from pos_gateway.domain.local_dates import nearest_date
 from pos_gateway.domain.money import is_fen_amount
-from pos_gateway.errors import BadRequest
+from pos_gateway.errors import InvalidInput
 from pos_gateway.services.batches import figures_digest
 from pos_gateway.services.transactions import TransactionRequest
 
@@ -57,9 +57,9 @@ def answer_mti(mti: str) -> str:
 def _digits(fields: dict[str, str], name: str, length: int) -> str:
     value = fields.get(name)
     if value is None:
-        raise BadRequest(f"field {name} is missing", code="missing_field")
+        raise InvalidInput(f"field {name} is missing", code="missing_field")
     if not _DIGITS[length].fullmatch(value):
-        raise BadRequest(f"field {name} must be {length} digits", code="invalid_field")
+        raise InvalidInput(f"field {name} must be {length} digits", code="invalid_field")
     return value
 
 
@@ -70,7 +70,7 @@ def _time_ok(hhmmss: str) -> bool:
 def _local_date(mmdd: str, business_date: date, name: str) -> date:
     found = nearest_date(int(mmdd[:2]), int(mmdd[2:]), business_date)
     if found is None:
-        raise BadRequest(f"field {name}: no such date {mmdd}", code="invalid_field")
+        raise InvalidInput(f"field {name}: no such date {mmdd}", code="invalid_field")
     return found
 
 
@@ -81,7 +81,7 @@ def transaction_type(fields: dict[str, str]) -> str:
         return "reversal"
     txn_type = _PROCESSING_CODES.get(code) or _REFUSED_KINDS.get(code[:2])
     if txn_type is None:
-        raise BadRequest(f"unknown processing code {code}", code="unknown_type")
+        raise InvalidInput(f"unknown processing code {code}", code="unknown_type")
     return txn_type
 
 
@@ -107,12 +107,12 @@ def content_hash(
 
 
 def parse_transaction(fields: dict[str, str], business_date: date) -> TransactionRequest:
-    """A 0200/0201 or 0400/0401 as the gateway's request; BadRequest when a field is
+    """A 0200/0201 or 0400/0401 as the gateway's request; InvalidInput when a field is
     missing or bad. The local date (13, MMDD) takes the year nearest the business date."""
     txn_type = transaction_type(fields)
     stan = _digits(fields, "11", 6)
     if not _time_ok(_digits(fields, "12", 6)):
-        raise BadRequest("field 12 must be a time hhmmss", code="invalid_field")
+        raise InvalidInput("field 12 must be a time hhmmss", code="invalid_field")
     local_date = _local_date(_digits(fields, "13", 4), business_date, "13")
     if txn_type == "reversal":
         required, optional = frozenset({"90"}), frozenset({"2", "4", "49"})
@@ -120,17 +120,17 @@ def parse_transaction(fields: dict[str, str], business_date: date) -> Transactio
         required, optional = _FIELDS[txn_type]
     missing = sorted(required - fields.keys(), key=int)
     if missing:
-        raise BadRequest(f"missing field(s) {', '.join(missing)}", code="missing_field")
+        raise InvalidInput(f"missing field(s) {', '.join(missing)}", code="missing_field")
     present = (required | optional) & fields.keys()
 
     pan = fields.get("2") if "2" in present else None
     if pan is not None and not pan_well_formed(pan):
-        raise BadRequest("field 2 must be 16 to 19 digits", code="invalid_pan")
+        raise InvalidInput("field 2 must be 16 to 19 digits", code="invalid_pan")
     amount = int(_digits(fields, "4", 12)) if "4" in present else None
     if amount is not None and not is_fen_amount(amount):
-        raise BadRequest("field 4 is out of range", code="invalid_amount")
+        raise InvalidInput("field 4 is out of range", code="invalid_amount")
     if "49" in present and fields["49"] != CURRENCY_NUMERIC:
-        raise BadRequest(f"field 49 must be {CURRENCY_NUMERIC} (CNY)", code="invalid_currency")
+        raise InvalidInput(f"field 49 must be {CURRENCY_NUMERIC} (CNY)", code="invalid_currency")
     pin_block = bytes.fromhex(fields["52"]) if "52" in present else None
     original_rrn = _digits(fields, "37", 12) if txn_type == "refund" else None
     original_stan = original_local_date = None
@@ -155,7 +155,7 @@ def _original_data(fields: dict[str, str], business_date: date) -> tuple[str, da
     value = _digits(fields, "90", 42)
     mti, stan, mmdd, hhmmss, rest = value[:4], value[4:10], value[10:14], value[14:20], value[20:]
     if mti not in _REVERSAL_ORIGINAL_MTIS or rest != "0" * 22 or not _time_ok(hhmmss):
-        raise BadRequest(
+        raise InvalidInput(
             "field 90 must be 0200 + STAN + MMDDhhmmss + 22 zeros", code="invalid_field"
         )
     return stan, _local_date(mmdd, business_date, "90")
@@ -166,9 +166,9 @@ def parse_batch_close(fields: dict[str, str]) -> tuple[int, dict[str, Any], byte
     refunds (74, 86)."""
     raw_batch = fields.get("60")
     if raw_batch is None:
-        raise BadRequest("field 60 (batch number) is missing", code="missing_field")
+        raise InvalidInput("field 60 (batch number) is missing", code="missing_field")
     if not (_DIGITS[6].fullmatch(raw_batch) and int(raw_batch) > 0):
-        raise BadRequest("field 60 must be a batch number of 6 digits", code="invalid_field")
+        raise InvalidInput("field 60 must be a batch number of 6 digits", code="invalid_field")
     figures = {
         "purchases": {"count": int(_digits(fields, "76", 10)),
                       "amount": int(_digits(fields, "88", 16))},
@@ -177,7 +177,7 @@ def parse_batch_close(fields: dict[str, str]) -> tuple[int, dict[str, Any], byte
     }  # fmt: skip
     for part in figures.values():
         if not (part["count"] < 2**31 and is_fen_amount(part["amount"])):
-            raise BadRequest("batch figures are out of range", code="invalid_figures")
+            raise InvalidInput("batch figures are out of range", code="invalid_figures")
     batch_no = int(raw_batch)
     return batch_no, figures, figures_digest(batch_no, figures)
 
@@ -186,7 +186,7 @@ def network_code(fields: dict[str, str]) -> str:
     """Field 70 of an 0800: sign-on 001, sign-off 002, echo 301."""
     code = fields.get("70")
     if code not in NETWORK_CODES:
-        raise BadRequest("field 70 must be 001, 002 or 301", code="invalid_field")
+        raise InvalidInput("field 70 must be 001, 002 or 301", code="invalid_field")
     return code
 
 

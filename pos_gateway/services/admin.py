@@ -20,7 +20,7 @@ from pos_gateway.domain.coverage import contribution_refused
 from pos_gateway.domain.credentials import draw_first_password, weak_pin_reason
 from pos_gateway.domain.months import format_month
 from pos_gateway.domain.resubmission import differences
-from pos_gateway.errors import BadRequest, Conflict, NotFound
+from pos_gateway.errors import ConflictsWithRecord, InvalidInput, NoSuchRecord
 from pos_gateway.security.keys import KeyWrapper, TerminalKeys
 from pos_gateway.security.pins import PinHasher, generate_pin, pin_acceptable
 from pos_gateway.store import (
@@ -63,11 +63,11 @@ class RegisteredTerminal:
 
 def checked_ssn(ssn: object) -> str:
     if not isinstance(ssn, str):
-        raise BadRequest("ssn must be a string", code="invalid_ssn")
+        raise InvalidInput("ssn must be a string", code="invalid_ssn")
     try:
         return parse_citizen_id(ssn).number
     except InvalidCitizenId as exc:
-        raise BadRequest(
+        raise InvalidInput(
             f"ssn is not a valid citizen ID number: {exc}", code="invalid_ssn"
         ) from None
 
@@ -108,7 +108,7 @@ class AdminService:
             if not created:
                 differs = differences({"name": await people.person_name(conn, ssn)}, {"name": name})
                 if differs:
-                    raise Conflict(
+                    raise ConflictsWithRecord(
                         f"this ID number is registered already with other data ({differs}); "
                         "nothing was changed",
                         code="person_differs",
@@ -141,11 +141,11 @@ class AdminService:
     ) -> int:
         """Credit an account by a journaled adjustment (positive amounts only)."""
         if amount <= 0:
-            raise BadRequest("adjustment must be positive", code="invalid_amount")
+            raise InvalidInput("adjustment must be positive", code="invalid_amount")
         async with self._pool.acquire() as conn, conn.transaction():
             balance = await people.credit(conn, account_id, amount, "adjustment", reference)
             if balance is None:
-                raise NotFound("no such account")
+                raise NoSuchRecord("no such account")
             await audit.record(
                 conn,
                 actor,
@@ -164,7 +164,7 @@ class AdminService:
         async with self._pool.acquire() as conn, conn.transaction():
             account = await people.lock_account(conn, account_id)
             if account is None:
-                raise NotFound("no such account")
+                raise NoSuchRecord("no such account")
             await people.set_account_status(conn, account_id, status)
             await audit.record(
                 conn,
@@ -191,10 +191,10 @@ class AdminService:
         async with self._pool.acquire() as conn, conn.transaction():
             # The person's row lock orders this against a suspension being declared.
             if await insurance.lock_person(conn, ssn) is None:
-                raise NotFound("no such person")
+                raise NoSuchRecord("no such person")
             refused_by = contribution_refused(month, await insurance.suspensions_of(conn, ssn))
             if refused_by is not None:
-                raise Conflict(
+                raise ConflictsWithRecord(
                     f"insurance is suspended from {format_month(refused_by.from_month)}: "
                     f"no contribution is accepted for {format_month(month)}",
                     code="insurance_suspended",
@@ -207,7 +207,7 @@ class AdminService:
                 sent = {"employer_part": employer_part, "individual_part": individual_part}
                 differs = None if recorded is None else differences(dict(recorded), sent)
                 if differs:
-                    raise Conflict(
+                    raise ConflictsWithRecord(
                         f"{format_month(month)} is recorded with other amounts ({differs}); "
                         f"nothing was changed. To change it: POST /v1/admin/people/{ssn}/"
                         f"contributions/{format_month(month)}/correction (audited)",
@@ -246,9 +246,9 @@ class AdminService:
         async with self._pool.acquire() as conn, conn.transaction():
             recorded = await people.contribution_for_update(conn, ssn, month)
             if recorded is None:
-                raise NotFound(f"no contribution recorded for {format_month(month)}")
+                raise NoSuchRecord(f"no contribution recorded for {format_month(month)}")
             if recorded["allocated"]:
-                raise Conflict(
+                raise ConflictsWithRecord(
                     f"{format_month(month)} was allocated already; it cannot be corrected",
                     code="contribution_allocated",
                 )
@@ -286,9 +286,9 @@ class AdminService:
         returned once; without `pan`, a new number is drawn under the issuer BIN."""
         ssn = checked_ssn(ssn)
         if pin is not None and not pin_acceptable(pin):
-            raise BadRequest("pin must be 4 to 12 digits", code="invalid_pin")
+            raise InvalidInput("pin must be 4 to 12 digits", code="invalid_pin")
         if pan is not None and not (16 <= len(pan) <= 19 and luhn_valid(pan)):
-            raise BadRequest(
+            raise InvalidInput(
                 "pan must be 16 to 19 digits with a Luhn check digit", code="invalid_pan"
             )
         chosen_pin = pin if pin is not None else generate_pin()
@@ -302,7 +302,7 @@ class AdminService:
         async with self._pool.acquire() as conn:
             account = await people.get_account_by_ssn(conn, ssn)
             if account is None:
-                raise NotFound("no such person; register the person first")
+                raise NoSuchRecord("no such person; register the person first")
 
             async def insert(number: str) -> None:
                 async with conn.transaction():
@@ -340,7 +340,7 @@ class AdminService:
         async with self._pool.acquire() as conn:
             row = await people.get_card(conn, pan)
         if row is None:
-            raise NotFound("no such card")
+            raise NoSuchRecord("no such card")
         return row
 
     async def report_lost(self, pan: str, *, actor: Actor = SYSTEM_ACTOR) -> None:
@@ -349,9 +349,9 @@ class AdminService:
         async with self._pool.acquire() as conn, conn.transaction():
             card = await people.lock_card(conn, pan)
             if card is None:
-                raise NotFound("no such card")
+                raise NoSuchRecord("no such card")
             if card["status"] == "replaced":
-                raise Conflict(
+                raise ConflictsWithRecord(
                     "the card was replaced; it is no longer in use", code="card_replaced"
                 )
             if await people.mark_lost(conn, card["card_id"]):
@@ -367,20 +367,20 @@ class AdminService:
         the PIN lockout."""
         ssn = checked_ssn(ssn)
         if not pin_acceptable(new_pin):
-            raise BadRequest("pin must be 4 to 12 digits", code="invalid_pin")
+            raise InvalidInput("pin must be 4 to 12 digits", code="invalid_pin")
         # The rule self-service applies (domain/credentials.py), so a counter reset is no
         # way around it.
         weak = weak_pin_reason(
             new_pin, birth_date=parse_citizen_id(ssn).birth_date, ssn=ssn, pan=pan
         )
         if weak is not None:
-            raise BadRequest(weak, code="weak_pin")
+            raise InvalidInput(weak, code="weak_pin")
         pin_hash = await self._hash_pin(new_pin)
         async with self._pool.acquire() as conn, conn.transaction():
             card = await people.get_card(conn, pan)
             if card is None or card["ssn"] != ssn:
                 # One answer for both: the counter learns nothing about other people's cards.
-                raise NotFound("no card with this number for this ID number")
+                raise NoSuchRecord("no card with this number for this ID number")
             await people.reset_pin(conn, pan, pin_hash)
             await audit.record(
                 conn,
@@ -404,7 +404,7 @@ class AdminService:
         becomes 'replaced' and is answered 41. The holder's ID number must match."""
         ssn = checked_ssn(ssn)
         if pin is not None and not pin_acceptable(pin):
-            raise BadRequest("pin must be 4 to 12 digits", code="invalid_pin")
+            raise InvalidInput("pin must be 4 to 12 digits", code="invalid_pin")
         chosen_pin = pin if pin is not None else generate_pin()
         pin_hash = await self._hash_pin(chosen_pin)
         expires_on = self._default_expiry()
@@ -414,9 +414,11 @@ class AdminService:
                 async with conn.transaction():
                     old = await people.lock_card(conn, pan)
                     if old is None or old["ssn"] != ssn:
-                        raise NotFound("no card with this number for this ID number")
+                        raise NoSuchRecord("no card with this number for this ID number")
                     if old["status"] == "replaced":
-                        raise Conflict("the card was already replaced", code="card_replaced")
+                        raise ConflictsWithRecord(
+                            "the card was already replaced", code="card_replaced"
+                        )
                     new = await people.insert_replacement_card(
                         conn, old["card_id"], number, old["account_id"], expires_on, pin_hash
                     )
@@ -473,9 +475,9 @@ class AdminService:
         actor: Actor = SYSTEM_ACTOR,
     ) -> asyncpg.Record:
         if kind not in MERCHANT_KINDS:
-            raise BadRequest("kind must be pharmacy or hospital", code="invalid_kind")
+            raise InvalidInput("kind must be pharmacy or hospital", code="invalid_kind")
         if designated_until < designated_from:
-            raise BadRequest("designation ends before it starts", code="invalid_period")
+            raise InvalidInput("designation ends before it starts", code="invalid_period")
         async with self._pool.acquire() as conn:
             for _ in range(5):
                 mid = merchant_id or "".join(secrets.choice("0123456789") for _ in range(15))
@@ -499,14 +501,14 @@ class AdminService:
                         return row
                 except asyncpg.UniqueViolationError:
                     if merchant_id is not None:
-                        raise Conflict("merchant id exists") from None
-            raise Conflict("could not draw a free merchant id")  # pragma: no cover
+                        raise ConflictsWithRecord("merchant id exists") from None
+            raise ConflictsWithRecord("could not draw a free merchant id")  # pragma: no cover
 
     async def merchant(self, merchant_id: str) -> asyncpg.Record:
         async with self._pool.acquire() as conn:
             row = await merchants.get(conn, merchant_id)
         if row is None:
-            raise NotFound("no such merchant")
+            raise NoSuchRecord("no such merchant")
         return row
 
     async def renew_designation(
@@ -522,10 +524,10 @@ class AdminService:
         async with self._pool.acquire() as conn, conn.transaction():
             current = await merchants.get(conn, merchant_id)
             if current is None:
-                raise NotFound("no such merchant")
+                raise NoSuchRecord("no such merchant")
             start = designated_from or current["designated_from"]
             if designated_until < start:
-                raise BadRequest("designation ends before it starts", code="invalid_period")
+                raise InvalidInput("designation ends before it starts", code="invalid_period")
             row = await merchant_designations.set_period(conn, merchant_id, start, designated_until)
             await audit.record(
                 conn,
@@ -548,7 +550,7 @@ class AdminService:
         async with self._pool.acquire() as conn, conn.transaction():
             row = await merchant_designations.set_suspended(conn, merchant_id, suspended)
             if row is None:
-                raise NotFound("no such merchant")
+                raise NoSuchRecord("no such merchant")
             await audit.record(
                 conn,
                 actor,
@@ -565,7 +567,7 @@ class AdminService:
         keys = TerminalKeys.generate()
         async with self._pool.acquire() as conn:
             if await merchants.get(conn, merchant_id) is None:
-                raise NotFound("no such merchant")
+                raise NoSuchRecord("no such merchant")
             for _ in range(5):
                 tid = terminal_id or "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
                 try:
@@ -587,11 +589,11 @@ class AdminService:
                         )
                 except asyncpg.UniqueViolationError:
                     if terminal_id is not None:
-                        raise Conflict("terminal id exists") from None
+                        raise ConflictsWithRecord("terminal id exists") from None
                     continue
                 break
             else:  # pragma: no cover
-                raise Conflict("could not draw a free terminal id")
+                raise ConflictsWithRecord("could not draw a free terminal id")
         log.info("terminal_registered", terminal_id=tid, merchant_id=merchant_id)
         return RegisteredTerminal(terminal_id=tid, merchant_id=merchant_id, keys=keys)
 
@@ -602,7 +604,7 @@ class AdminService:
             if not await terminals.set_status(
                 conn, terminal_id, "disabled" if disabled else "active"
             ):
-                raise NotFound("no such terminal")
+                raise NoSuchRecord("no such terminal")
             await audit.record(
                 conn,
                 actor,
@@ -620,7 +622,7 @@ class AdminService:
         async with self._pool.acquire() as conn, conn.transaction():
             row = await terminals.wrapped_keys(conn, terminal_id)
             if row is None:
-                raise NotFound("no such terminal")
+                raise NoSuchRecord("no such terminal")
             await terminal_keys.replace_keys(
                 conn,
                 terminal_id,
@@ -645,8 +647,10 @@ async def _insert_with_fresh_pan(
             return number, await insert(number)
         except asyncpg.UniqueViolationError:
             if given is not None:
-                raise Conflict("a card with this number exists") from None
-    raise Conflict("could not draw a free card number")  # pragma: no cover - 10^12 numbers
+                raise ConflictsWithRecord("a card with this number exists") from None
+    raise ConflictsWithRecord(
+        "could not draw a free card number"
+    )  # pragma: no cover - 10^12 numbers
 
 
 def _draw_pan() -> str:

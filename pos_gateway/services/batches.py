@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from pos_gateway.errors import Conflict
+from pos_gateway.errors import ConflictsWithRecord
 from pos_gateway.store import batches as store
 
 
@@ -30,12 +30,12 @@ async def close_batch(
     try:
         row = await store.close(pool, terminal_id, batch_no, terminal_figures, request_hash)
     except store.BatchMismatch as exc:
-        raise Conflict(
+        raise ConflictsWithRecord(
             f"batch {batch_no} is not open; the open batch is {exc.current}",
             code="batch_mismatch",
         ) from None
     if bytes(row["request_hash"]) != request_hash:
-        raise Conflict(
+        raise ConflictsWithRecord(
             f"batch {batch_no} was already closed with other figures", code="batch_closed"
         )
     return {

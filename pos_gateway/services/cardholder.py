@@ -29,7 +29,13 @@ from pos_gateway.domain.credentials import (
     weak_pin_reason,
 )
 from pos_gateway.domain.decisions import MAX_PIN_FAILURES
-from pos_gateway.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from pos_gateway.errors import (
+    ConflictsWithRecord,
+    InvalidInput,
+    NoSuchRecord,
+    NotAuthenticated,
+    NotPermitted,
+)
 from pos_gateway.security.pins import PinHasher, pin_acceptable
 from pos_gateway.services import reports
 from pos_gateway.services.admin import checked_ssn
@@ -40,8 +46,8 @@ log = structlog.get_logger("pos_gateway.cardholder")
 _LOGIN_FAILED = "ID number or password is wrong"
 
 
-def _login_locked() -> Forbidden:
-    return Forbidden(
+def _login_locked() -> NotPermitted:
+    return NotPermitted(
         f"login locked after {MAX_LOGIN_FAILURES} wrong passwords; try again later "
         "or have the password reset at a counter",
         code="login_locked",
@@ -107,7 +113,7 @@ class CardholderService:
             await self._run(self._hasher.dummy_verify, password)
             if not open_:
                 raise _login_locked()
-            raise Unauthorized(_LOGIN_FAILED, code="login_failed")
+            raise NotAuthenticated(_LOGIN_FAILED, code="login_failed")
         async with self._pool.acquire() as conn:
             attempt = await cardholders.reserve_attempt(conn, ssn, MAX_LOGIN_FAILURES, LOCKOUT)
         if attempt is None:
@@ -147,7 +153,7 @@ class CardholderService:
                 )
         if not matches:
             log.info("cardholder_login_failed", ssn=ssn, failures=attempt["failed_attempts"])
-            raise Unauthorized(_LOGIN_FAILED, code="login_failed")
+            raise NotAuthenticated(_LOGIN_FAILED, code="login_failed")
         log.info("cardholder_logged_in", ssn=ssn)
         return Login(
             token=token,
@@ -160,7 +166,9 @@ class CardholderService:
             self._pool, token_digest(token), SESSION_IDLE, SESSION_MAX
         )
         if row is None:
-            raise Unauthorized("session unknown, expired or ended; log in again", code="no_session")
+            raise NotAuthenticated(
+                "session unknown, expired or ended; log in again", code="no_session"
+            )
         return Session(row["ssn"], token_digest(token), row["password_change_required"])
 
     async def logout(self, session: Session, *, actor: Actor) -> None:
@@ -178,13 +186,13 @@ class CardholderService:
             new_password, ssn=ssn, birth_date=parse_citizen_id(ssn).birth_date
         )
         if problem is not None:
-            raise BadRequest(problem, code="weak_password")
+            raise InvalidInput(problem, code="weak_password")
         if new_password == old_password:
-            raise BadRequest("the new password must differ from the old", code="weak_password")
+            raise InvalidInput("the new password must differ from the old", code="weak_password")
         async with self._pool.acquire() as conn:
             attempt = await cardholders.reserve_attempt(conn, ssn, MAX_LOGIN_FAILURES, LOCKOUT)
         if attempt is None:
-            raise Forbidden("login locked after too many wrong passwords", code="login_locked")
+            raise NotPermitted("login locked after too many wrong passwords", code="login_locked")
         matches = await self._password_matches(attempt, old_password)
         new_hash = await self._run(self._hasher.hash, new_password) if matches else None
         async with self._pool.acquire() as conn, conn.transaction():
@@ -206,7 +214,7 @@ class CardholderService:
                 await cardholders.revoke_sessions_of(conn, ssn, keep=session.token_hash)
                 await audit.record(conn, actor, "cardholder.password_changed", "person", ssn)
         if new_hash is None:
-            raise Forbidden("the old password is wrong", code="wrong_password")
+            raise NotPermitted("the old password is wrong", code="wrong_password")
 
     async def reset_password_at_counter(
         self, ssn: str, pan: str, *, actor: Actor = SYSTEM_ACTOR
@@ -218,9 +226,11 @@ class CardholderService:
         async with self._pool.acquire() as conn:
             card = await people.get_card(conn, pan)
         if card is None or card["ssn"] != ssn:
-            raise NotFound("no card with this number for this ID number")
+            raise NoSuchRecord("no card with this number for this ID number")
         if card["status"] != "active":
-            raise Conflict("the card is not active; replace it first", code="card_not_active")
+            raise ConflictsWithRecord(
+                "the card is not active; replace it first", code="card_not_active"
+            )
         first_password = draw_first_password()
         first_hash = await self._run(self._hasher.hash, first_password)
         async with self._pool.acquire() as conn, conn.transaction():
@@ -244,7 +254,7 @@ class CardholderService:
         ssn = checked_ssn(ssn)
         problem = password_problem(password, ssn=ssn, birth_date=parse_citizen_id(ssn).birth_date)
         if problem is not None:
-            raise BadRequest(problem, code="weak_password")
+            raise InvalidInput(problem, code="weak_password")
         password_hash = await self._run(self._hasher.hash, password)
         async with self._pool.acquire() as conn, conn.transaction():
             await cardholders.set_chosen_password(conn, ssn, password_hash)
@@ -258,7 +268,7 @@ class CardholderService:
             person = await people.person_with_account(conn, ssn)
             cards = await people.cards_of_person(conn, ssn)
         if person is None:
-            raise NotFound("no such person")
+            raise NoSuchRecord("no such person")
         return {
             "ssn": ssn,
             "name": person["name"],
@@ -275,7 +285,7 @@ class CardholderService:
         async with self._pool.acquire() as conn:
             person = await people.person_with_account(conn, ssn)
         if person is None:
-            raise NotFound("no such person")
+            raise NoSuchRecord("no such person")
         return {
             "balance": person["balance"],
             "currency": "CNY",
@@ -286,13 +296,13 @@ class CardholderService:
         async with self._pool.acquire() as conn:
             person = await people.person_with_account(conn, ssn)
         if person is None:
-            raise NotFound("no such person")
+            raise NoSuchRecord("no such person")
         return await reports.statement(self._pool, person["account_id"], cursor, limit)
 
     async def _own_card(self, ssn: str, card_id: int) -> asyncpg.Record:
         card = await people.get_card_by_id(self._pool, card_id)
         if card is None or card["ssn"] != ssn:
-            raise NotFound("no such card of yours")
+            raise NoSuchRecord("no such card of yours")
         return card
 
     async def change_pin(
@@ -301,21 +311,21 @@ class CardholderService:
         """Old PIN required: a wrong one counts like a wrong PIN at a terminal (the third
         locks the card until a counter reset). The new PIN must not be trivially weak."""
         if not pin_acceptable(new_pin) or not pin_acceptable(old_pin):
-            raise BadRequest("PINs are 4 to 12 digits", code="invalid_pin")
+            raise InvalidInput("PINs are 4 to 12 digits", code="invalid_pin")
         card = await self._own_card(ssn, card_id)
         reason = weak_pin_reason(
             new_pin, birth_date=parse_citizen_id(ssn).birth_date, ssn=ssn, pan=card["pan"]
         )
         if reason is not None:
-            raise BadRequest(reason, code="weak_pin")
+            raise InvalidInput(reason, code="weak_pin")
         if new_pin == old_pin:
-            raise BadRequest("the new PIN must differ from the old", code="weak_pin")
+            raise InvalidInput("the new PIN must differ from the old", code="weak_pin")
         if card["status"] != "active":
-            raise Conflict(f"the card is {card['status']}", code="card_not_active")
+            raise ConflictsWithRecord(f"the card is {card['status']}", code="card_not_active")
         async with self._pool.acquire() as conn:
             attempt = await people.reserve_pin_attempt(conn, card_id, MAX_PIN_FAILURES)
         if attempt is None:
-            raise Forbidden(
+            raise NotPermitted(
                 "PIN tries exceeded (or the card is no longer active): reset it at a counter",
                 code="pin_locked",
             )
@@ -332,24 +342,24 @@ class CardholderService:
                     {"pin_failures": attempt["pin_failures"]},
                 )
             elif not await people.change_pin(conn, card_id, new_hash):
-                raise Conflict("the card is no longer active", code="card_not_active")
+                raise ConflictsWithRecord("the card is no longer active", code="card_not_active")
             else:
                 await audit.record(conn, actor, "card.pin_changed", "card", card["pan"])
         if new_hash is None:
             if attempt["pin_failures"] >= MAX_PIN_FAILURES:
-                raise Forbidden(
+                raise NotPermitted(
                     "wrong PIN; PIN tries exceeded: reset it at a counter", code="pin_locked"
                 )
-            raise Forbidden("the old PIN is wrong", code="wrong_pin")
+            raise NotPermitted("the old PIN is wrong", code="wrong_pin")
         log.info("pin_changed", pan=card["pan"])
 
     async def report_lost(self, ssn: str, card_id: int, *, actor: Actor) -> dict[str, Any]:
         async with self._pool.acquire() as conn, conn.transaction():
             card = await people.get_card_by_id(conn, card_id, for_update=True)
             if card is None or card["ssn"] != ssn:
-                raise NotFound("no such card of yours")
+                raise NoSuchRecord("no such card of yours")
             if card["status"] == "replaced":
-                raise Conflict(
+                raise ConflictsWithRecord(
                     "the card was replaced; it is no longer in use", code="card_replaced"
                 )
             if await people.mark_lost(conn, card_id):

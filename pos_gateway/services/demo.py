@@ -15,7 +15,7 @@ from typing import Any
 
 from pos_gateway.domain.cards import card_expired, luhn_check_digit
 from pos_gateway.domain.citizen_id import make_citizen_id
-from pos_gateway.errors import Conflict
+from pos_gateway.errors import ConflictsWithRecord
 from pos_gateway.security.keys import KeyWrapper
 from pos_gateway.services.admin import AdminService
 from pos_gateway.services.cardholder import CardholderService
@@ -227,7 +227,7 @@ async def _cardholder(
             await admin.record_contribution(
                 ssn, _month_add(last_paid, -back), CONTRIBUTION_EMPLOYER, CONTRIBUTION_INDIVIDUAL
             )
-        except Conflict:
+        except ConflictsWithRecord:
             pass  # the holder declared a suspension (cardholder API): that month is not paid
     return {
         "pan": pan,

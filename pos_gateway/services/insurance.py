@@ -40,7 +40,7 @@ from pos_gateway.domain.months import (
     month_of,
     months_from_to,
 )
-from pos_gateway.errors import BadRequest, Conflict, NotFound
+from pos_gateway.errors import ConflictsWithRecord, InvalidInput, NoSuchRecord
 from pos_gateway.services.admin import checked_ssn
 from pos_gateway.services.reports import check_limit, cut_page, decode_cursor
 from pos_gateway.store import audit, insurance, people
@@ -75,9 +75,9 @@ class InsuranceService:
             month_of(first) if first is not None else add_months(last, 1 - DEFAULT_NOTICE_MONTHS)
         )
         if first > last:
-            raise BadRequest("from is after to", code="invalid_period")
+            raise InvalidInput("from is after to", code="invalid_period")
         if month_count(first, last) > MAX_NOTICE_MONTHS:
-            raise BadRequest(f"at most {MAX_NOTICE_MONTHS} months", code="invalid_period")
+            raise InvalidInput(f"at most {MAX_NOTICE_MONTHS} months", code="invalid_period")
         return MonthRange(first, last)
 
     # Employers and employments ------------------------------------------------------
@@ -86,7 +86,7 @@ class InsuranceService:
         self, name: str, employer_id: str | None = None, *, actor: Actor = SYSTEM_ACTOR
     ) -> dict[str, Any]:
         if employer_id is not None and not employer_id_valid(employer_id):
-            raise BadRequest(
+            raise InvalidInput(
                 "employer_id must be a unified social credit code (GB 32100: 18 characters, "
                 "valid check character)",
                 code="invalid_employer_id",
@@ -103,15 +103,15 @@ class InsuranceService:
                 if row is not None:
                     break
                 if employer_id is not None:
-                    raise Conflict("an employer with this code is registered")
+                    raise ConflictsWithRecord("an employer with this code is registered")
             else:  # pragma: no cover - 5 collisions in a 31^9 space
-                raise Conflict("could not draw a free employer code")
+                raise ConflictsWithRecord("could not draw a free employer code")
         return _employer_json(row)
 
     async def employer(self, employer_id: str) -> dict[str, Any]:
         row = await insurance.get_employer(self._pool, employer_id)
         if row is None:
-            raise NotFound("no such employer")
+            raise NoSuchRecord("no such employer")
         return _employer_json(row)
 
     async def register_employment(
@@ -128,15 +128,15 @@ class InsuranceService:
         kind = EMPLOYEE if employer_id is not None else FLEXIBLE
         registered_on = self._today()
         if hired_on > registered_on:
-            raise BadRequest("hired_on is in the future", code="invalid_hired_on")
+            raise InvalidInput("hired_on is in the future", code="invalid_hired_on")
         if not old_enough_to_work(parse_citizen_id(ssn).birth_date, hired_on):
-            raise BadRequest("the person was under 16 on hired_on", code="invalid_hired_on")
+            raise InvalidInput("the person was under 16 on hired_on", code="invalid_hired_on")
         late = registration_late(kind, hired_on, registered_on)
         async with self._pool.acquire() as conn, conn.transaction():
             if await people.get_person(conn, ssn) is None:
-                raise NotFound("no such person")
+                raise NoSuchRecord("no such person")
             if employer_id is not None and await insurance.get_employer(conn, employer_id) is None:
-                raise NotFound("no such employer")
+                raise NoSuchRecord("no such employer")
             try:
                 async with conn.transaction():
                     row = await insurance.insert_employment(
@@ -155,7 +155,9 @@ class InsuranceService:
                     if employer_id
                     else ("an open flexible-employment registration")
                 )
-                raise Conflict(f"the person already has {what}", code="employment_open") from None
+                raise ConflictsWithRecord(
+                    f"the person already has {what}", code="employment_open"
+                ) from None
             await audit.record(
                 conn,
                 actor,
@@ -185,11 +187,13 @@ class InsuranceService:
         async with self._pool.acquire() as conn, conn.transaction():
             row = await insurance.get_employment(conn, employment_id)
             if row is None:
-                raise NotFound("no such employment")
+                raise NoSuchRecord("no such employment")
             if row["ended_on"] is not None:
-                raise Conflict("the employment has already ended", code="employment_ended")
+                raise ConflictsWithRecord(
+                    "the employment has already ended", code="employment_ended"
+                )
             if ended_on < row["hired_on"]:
-                raise BadRequest("ended_on is before hired_on", code="invalid_ended_on")
+                raise InvalidInput("ended_on is before hired_on", code="invalid_ended_on")
             await insurance.end_employment(conn, employment_id, ended_on)
             await audit.record(
                 conn,
@@ -210,7 +214,7 @@ class InsuranceService:
         first = first or month
         last = last or last_day_of_month(month.year, month.month)
         if first > last:
-            raise BadRequest("from is after to", code="invalid_period")
+            raise InvalidInput("from is after to", code="invalid_period")
         rows = await insurance.late_registrations(self._pool, first, last, employer_id)
         return {
             "from": first.isoformat(),
@@ -230,12 +234,12 @@ class InsuranceService:
         from_month = month_of(from_month)
         async with self._pool.acquire() as conn, conn.transaction():
             if await insurance.lock_person(conn, ssn) is None:
-                raise NotFound("no such person")
+                raise NoSuchRecord("no such person")
             earliest = earliest_suspension_month(
                 self.current_month(), await insurance.last_contribution_month(conn, ssn)
             )
             if from_month < earliest:
-                raise Conflict(
+                raise ConflictsWithRecord(
                     f"a suspension can start from {format_month(earliest)} at the earliest "
                     "(not in the past, nor over a month already paid)",
                     code="invalid_suspension_month",
@@ -249,7 +253,9 @@ class InsuranceService:
                         "cardholder" if actor.kind == CARDHOLDER else "operator",
                     )
             except asyncpg.UniqueViolationError:
-                raise Conflict("insurance is already suspended", code="already_suspended") from None
+                raise ConflictsWithRecord(
+                    "insurance is already suspended", code="already_suspended"
+                ) from None
             await audit.record(
                 conn,
                 actor,
@@ -278,10 +284,10 @@ class InsuranceService:
         month = month_of(month)
         async with self._pool.acquire() as conn, conn.transaction():
             if await insurance.lock_person(conn, ssn) is None:
-                raise NotFound("no such person")
+                raise NoSuchRecord("no such person")
             started = await insurance.resume_suspension(conn, ssn, month)
             if started is None:
-                raise Conflict(
+                raise ConflictsWithRecord(
                     "no open suspension that starts before this month", code="not_suspended"
                 )
             await audit.record(
@@ -304,7 +310,7 @@ class InsuranceService:
         async with self._pool.acquire() as conn:
             person = await people.person_with_account(conn, ssn)
             if person is None:
-                raise NotFound("no such person")
+                raise NoSuchRecord("no such person")
             paid = await insurance.contribution_months(conn, ssn, date(1, 1, 1), month_of(day))
             suspensions = await insurance.suspensions_of(conn, ssn)
         coverage = coverage_on(day, [r["month"] for r in paid], suspensions)
@@ -337,7 +343,7 @@ class InsuranceService:
         async with self._pool.acquire() as conn:
             person = await people.get_person(conn, ssn)
             if person is None:
-                raise NotFound("no such person")
+                raise NoSuchRecord("no such person")
             paid = await insurance.contribution_months(conn, ssn, months.first, months.last)
             suspensions = await insurance.suspensions_of(conn, ssn)
             employments = await insurance.employments_of_person(conn, ssn)
@@ -389,7 +395,7 @@ class InsuranceService:
         async with self._pool.acquire() as conn:
             employer = await insurance.get_employer(conn, employer_id)
             if employer is None:
-                raise NotFound("no such employer")
+                raise NoSuchRecord("no such employer")
             employments = await insurance.employments_of_employer(
                 conn, employer_id, months.first, months.last
             )
@@ -454,7 +460,7 @@ class InsuranceService:
         a run that stops half-way is completed by running it again."""
         month = month_of(month)
         if month > self.current_month():
-            raise Conflict("a month is allocated once it has begun", code="future_month")
+            raise ConflictsWithRecord("a month is allocated once it has begun", code="future_month")
         reference = allocation_reference(month)
         persons_now = amount_now = batches = 0
         after = ""
@@ -562,7 +568,7 @@ class InsuranceService:
         async with self._pool.acquire() as conn:
             person = await people.person_with_account(conn, ssn)
             if person is None:
-                raise NotFound("no such person")
+                raise NoSuchRecord("no such person")
             cards = await people.cards_of_person(conn, ssn)
             employments = await insurance.employments_of_person(conn, ssn)
             suspensions = await insurance.suspensions_of(conn, ssn)

@@ -21,7 +21,13 @@ from pos_gateway.domain.operators import (
     roles_problem,
     username_problem,
 )
-from pos_gateway.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from pos_gateway.errors import (
+    ConflictsWithRecord,
+    InvalidInput,
+    NoSuchRecord,
+    NotAuthenticated,
+    NotPermitted,
+)
 from pos_gateway.security.pins import PinHasher
 from pos_gateway.services.cardholder import token_digest
 from pos_gateway.store import audit, operators
@@ -69,12 +75,14 @@ class OperatorService:
         first login)."""
         problem = username_problem(username) or roles_problem(roles)
         if problem is not None:
-            raise BadRequest(problem, code="invalid_operator")
+            raise InvalidInput(problem, code="invalid_operator")
         password = draw_operator_password()
         password_hash = await self._run(self._hasher.hash, password)
         async with self._pool.acquire() as conn, conn.transaction():
             if not await operators.insert(conn, username, password_hash, sorted(set(roles))):
-                raise Conflict("an operator with this name exists", code="operator_exists")
+                raise ConflictsWithRecord(
+                    "an operator with this name exists", code="operator_exists"
+                )
             await audit.record(
                 conn, actor, "operator.added", "operator", username, {"roles": sorted(roles)}
             )
@@ -87,11 +95,11 @@ class OperatorService:
         """A known password that needs no change (the demo world's operators)."""
         problem = operator_password_problem(password)
         if problem is not None:
-            raise BadRequest(problem, code="weak_password")
+            raise InvalidInput(problem, code="weak_password")
         password_hash = await self._run(self._hasher.hash, password)
         async with self._pool.acquire() as conn, conn.transaction():
             if not await operators.set_password(conn, username, password_hash, must_change=False):
-                raise NotFound("no such operator")
+                raise NoSuchRecord("no such operator")
             await operators.revoke_sessions_of(conn, username)
             await audit.record(conn, actor, "operator.password_set", "operator", username)
 
@@ -101,7 +109,7 @@ class OperatorService:
         """Create the account if missing, then give it `roles` and `password` (demo)."""
         try:
             await self.add(username, roles, actor=actor)
-        except Conflict:
+        except ConflictsWithRecord:
             await self.set_roles(username, roles, actor=actor)
         await self.set_password(username, password, actor=actor)
 
@@ -110,11 +118,11 @@ class OperatorService:
             account = await operators.get(conn, username)
         if account is None or account["disabled"]:
             await self._run(self._hasher.dummy_verify, password)
-            raise Unauthorized(_LOGIN_FAILED, code="login_failed")
+            raise NotAuthenticated(_LOGIN_FAILED, code="login_failed")
         async with self._pool.acquire() as conn:
             attempt = await operators.reserve_attempt(conn, username, MAX_LOGIN_FAILURES, LOCKOUT)
         if attempt is None:
-            raise Forbidden(
+            raise NotPermitted(
                 "login locked after too many wrong passwords; ask an administrator",
                 code="login_locked",
             )
@@ -140,7 +148,7 @@ class OperatorService:
                 await audit.record(conn, actor, "operator.logged_in", "operator", username)
         if not matches:
             log.info("operator_login_failed", username=username)
-            raise Unauthorized(_LOGIN_FAILED, code="login_failed")
+            raise NotAuthenticated(_LOGIN_FAILED, code="login_failed")
         log.info("operator_logged_in", username=username)
         return OperatorLogin(token=token, must_change_password=attempt["must_change"])
 
@@ -149,7 +157,9 @@ class OperatorService:
             self._pool, token_digest(token), SESSION_IDLE, SESSION_MAX
         )
         if row is None:
-            raise Unauthorized("session unknown, expired or ended; log in again", code="no_session")
+            raise NotAuthenticated(
+                "session unknown, expired or ended; log in again", code="no_session"
+            )
         return OperatorSession(
             row["username"], tuple(row["roles"]), row["must_change"], token_digest(token)
         )
@@ -164,17 +174,17 @@ class OperatorService:
     ) -> None:
         problem = operator_password_problem(new_password)
         if problem is not None:
-            raise BadRequest(problem, code="weak_password")
+            raise InvalidInput(problem, code="weak_password")
         if new_password == old_password:
-            raise BadRequest("the new password must differ from the old", code="weak_password")
+            raise InvalidInput("the new password must differ from the old", code="weak_password")
         async with self._pool.acquire() as conn:
             attempt = await operators.reserve_attempt(
                 conn, session.username, MAX_LOGIN_FAILURES, LOCKOUT
             )
         if attempt is None:
-            raise Forbidden("login locked after too many wrong passwords", code="login_locked")
+            raise NotPermitted("login locked after too many wrong passwords", code="login_locked")
         if not await self._run(self._hasher.verify, attempt["password_hash"], old_password):
-            raise Forbidden("the old password is wrong", code="wrong_password")
+            raise NotPermitted("the old password is wrong", code="wrong_password")
         new_hash = await self._run(self._hasher.hash, new_password)
         async with self._pool.acquire() as conn, conn.transaction():
             await operators.set_password(conn, session.username, new_hash, must_change=False)
@@ -194,10 +204,10 @@ class OperatorService:
     ) -> None:
         problem = roles_problem(roles)
         if problem is not None:
-            raise BadRequest(problem, code="invalid_operator")
+            raise InvalidInput(problem, code="invalid_operator")
         async with self._pool.acquire() as conn, conn.transaction():
             if await operators.get(conn, username) is None:
-                raise NotFound("no such operator")
+                raise NoSuchRecord("no such operator")
             await operators.set_roles(conn, username, sorted(set(roles)))
             await audit.record(
                 conn, actor, "operator.roles_set", "operator", username, {"roles": sorted(roles)}
@@ -207,10 +217,12 @@ class OperatorService:
         self, username: str, disabled: bool, *, actor: Actor = SYSTEM_ACTOR
     ) -> None:
         if actor.kind == OPERATOR and actor.actor_id == username and disabled:
-            raise Conflict("an administrator cannot disable their own account", code="self")
+            raise ConflictsWithRecord(
+                "an administrator cannot disable their own account", code="self"
+            )
         async with self._pool.acquire() as conn, conn.transaction():
             if not await operators.set_disabled(conn, username, disabled):
-                raise NotFound("no such operator")
+                raise NoSuchRecord("no such operator")
             if disabled:
                 await operators.revoke_sessions_of(conn, username)
             await audit.record(
@@ -227,7 +239,7 @@ class OperatorService:
         password_hash = await self._run(self._hasher.hash, password)
         async with self._pool.acquire() as conn, conn.transaction():
             if not await operators.set_password(conn, username, password_hash, must_change=True):
-                raise NotFound("no such operator")
+                raise NoSuchRecord("no such operator")
             await operators.revoke_sessions_of(conn, username)
             await audit.record(conn, actor, "operator.password_reset", "operator", username)
         return password

@@ -11,7 +11,7 @@ import asyncpg
 
 from pos_gateway.domain.citizen_id import InvalidCitizenId, parse_citizen_id
 from pos_gateway.domain.display import day_bounds
-from pos_gateway.errors import BadRequest, NotFound
+from pos_gateway.errors import InvalidInput, NoSuchRecord
 from pos_gateway.services.reports import check_limit
 from pos_gateway.store import pages, people
 
@@ -42,14 +42,14 @@ class PageQueries:
         """Allocation and consumption of [first, last] (days in Asia/Shanghai), oldest
         first, with the balances at the start and the end of the period."""
         if last < first:
-            raise BadRequest("the period ends before it starts", code="invalid_period")
+            raise InvalidInput("the period ends before it starts", code="invalid_period")
         if (last - first).days > MAX_PERIOD_DAYS:
-            raise BadRequest("at most five years at a time", code="invalid_period")
+            raise InvalidInput("at most five years at a time", code="invalid_period")
         check_limit(limit)
         start, end = day_bounds(first, last)
         person = await people.person_with_account(self._pool, ssn)
         if person is None:
-            raise NotFound("no such person")
+            raise NoSuchRecord("no such person")
         account_id = person["account_id"]
         rows = await pages.statement_period(self._pool, account_id, start, end, after, limit + 1)
         more = len(rows) > limit
@@ -72,7 +72,7 @@ class PageQueries:
         if not query:
             return []
         if len(query) > 100:
-            raise BadRequest("the search is too long", code="invalid_query")
+            raise InvalidInput("the search is too long", code="invalid_query")
         try:
             ssn = parse_citizen_id(query.upper()).number
         except InvalidCitizenId:
@@ -104,5 +104,5 @@ class PageQueries:
         """A card by its id (the office's forms name cards by id, not by number)."""
         card = await people.get_card_by_id(self._pool, card_id)
         if card is None:
-            raise NotFound("no such card")
+            raise NoSuchRecord("no such card")
         return card

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from pos_gateway.errors import BadRequest
+from pos_gateway.errors import InvalidInput
 from pos_gateway.store import reports
 from pos_gateway.store import settlement as split_store
 
@@ -36,12 +36,12 @@ def decode_cursor(cursor: str) -> int:
             raise ValueError
         return value
     except ValueError:
-        raise BadRequest("cursor is not one this API gave out", code="invalid_cursor") from None
+        raise InvalidInput("cursor is not one this API gave out", code="invalid_cursor") from None
 
 
 def check_limit(limit: int, most: int = MAX_PAGE) -> None:
     if not 1 <= limit <= most:
-        raise BadRequest(f"limit must be 1..{most}", code="invalid_limit")
+        raise InvalidInput(f"limit must be 1..{most}", code="invalid_limit")
 
 
 def cut_page(rows: list[Any], limit: int, key: str) -> tuple[list[Any], str | None]:

@@ -17,7 +17,7 @@ import asyncpg
 
 from pos_gateway.domain.money import is_fen_amount
 from pos_gateway.domain.split import BP, CATEGORIES
-from pos_gateway.errors import BadRequest
+from pos_gateway.errors import InvalidInput
 from pos_gateway.store import settlement as store
 
 CATALOGUE_COLUMNS = ("code", "name", "category", "self_pay_bp")
@@ -31,7 +31,7 @@ MAX_ROWS = 10_000
 _CODE_RE = re.compile(r"[0-9A-Za-z._-]{1,40}")
 
 
-class RowsRefused(BadRequest):
+class RowsRefused(InvalidInput):
     code = "rows_refused"
 
     def __init__(self, problems: list[str]) -> None:
@@ -183,6 +183,6 @@ async def fund_liability(
     pool: asyncpg.Pool, since: date, until: date, merchant_id: str | None
 ) -> list[dict[str, Any]]:
     if until < since:
-        raise BadRequest("until must not be before from")
+        raise InvalidInput("until must not be before from")
     rows = await store.fund_liability(pool, since, until, merchant_id)
     return [{**dict(r), "local_date": r["local_date"].isoformat()} for r in rows]

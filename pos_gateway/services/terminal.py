@@ -51,7 +51,7 @@ class TerminalAuth:
 @dataclass(frozen=True, slots=True)
 class TerminalOutcome:
     """What the transport renders. `answer` is the business answer (status "answer");
-    `error` the BadRequest of a malformed request (reported only once authenticated);
+    `error` the InvalidInput of a malformed request (reported only once authenticated);
     `mac_key` is set once the terminal is authenticated, so the transport can MAC its
     answer (None on a 91 answered before the terminal could be authenticated)."""
 
@@ -186,7 +186,7 @@ class TerminalFrontDoor:
     ) -> TerminalOutcome:
         """Reconcile the terminal's totals and open its next batch (`malformed`: the close
         did not parse; reported once the terminal is authenticated). A close naming another
-        batch than the open one, or closed before with other figures, raises Conflict
+        batch than the open one, or closed before with other figures, raises ConflictsWithRecord
         (errors.py), as services.batches does. Past the deadline: DeadlineExceeded, which
         is "database unavailable" to the transport (503 / 91); database errors propagate."""
         return await within_deadline(

@@ -19,7 +19,7 @@ from aiohttp import web
 from pos_gateway.domain.audit import CARDHOLDER, Actor
 from pos_gateway.domain.display import format_time, format_yuan, month_period
 from pos_gateway.domain.months import parse_month
-from pos_gateway.errors import ApiError, BadRequest, Unauthorized
+from pos_gateway.errors import DomainError, InvalidInput, NotAuthenticated
 from pos_gateway.http.api import not_api
 from pos_gateway.http.errors import status_of
 from pos_gateway.http.insurance_state import INSURANCE
@@ -79,14 +79,14 @@ def cardholder_page(
                 if token:
                     try:
                         session = await _cardholder(request).authenticate(token)
-                    except Unauthorized:
+                    except NotAuthenticated:
                         session = None
                     if session is not None:
                         request[SESSION] = session
                         request[SESSION_TOKEN] = token
                 if SESSION not in request and not public:
                     if request.method == "POST":
-                        raise Unauthorized("log in again", code="no_session")
+                        raise NotAuthenticated("log in again", code="no_session")
                     response: web.StreamResponse = redirect("/")
                 elif (
                     SESSION in request
@@ -99,7 +99,7 @@ def cardholder_page(
                     if request.method == "POST":
                         request[FORM] = dict(await read_form(request))
                     response = await handler(request)
-            except ApiError as exc:
+            except DomainError as exc:
                 response = error_page(request, exc, back)
             except web.HTTPException:
                 raise
@@ -148,7 +148,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         result = await _cardholder(request).login(
             ssn, field(form, "password", 64), actor=_actor(request, ssn[:18] or "-")
         )
-    except ApiError as exc:
+    except DomainError as exc:
         if exc.code not in ("login_failed", "login_locked", "invalid_ssn"):
             raise
         return render(request, "me/login.html", {"error": error_text(request, exc)}, status_of(exc))
@@ -180,7 +180,7 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     form = _form(request)
     new = field(form, "new_password", 64)
     if new != field(form, "new_password_again", 64):
-        raise BadRequest("the new passwords differ", code="password_mismatch")
+        raise InvalidInput("the new passwords differ", code="password_mismatch")
     session = _session(request)
     await _cardholder(request).change_password(
         session, field(form, "old_password", 64), new, actor=_actor(request, session.ssn)
@@ -197,7 +197,7 @@ def _day(value: str, default: date) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise BadRequest("dates are YYYY-MM-DD", code="invalid_period") from None
+        raise InvalidInput("dates are YYYY-MM-DD", code="invalid_period") from None
 
 
 def _period(request: web.Request) -> tuple[date, date]:
@@ -214,7 +214,7 @@ def _after(request: web.Request) -> int | None:
     if not raw:
         return None
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise BadRequest("after must be an entry number", code="invalid_period")
+        raise InvalidInput("after must be an entry number", code="invalid_period")
     return int(raw)
 
 
@@ -314,7 +314,7 @@ async def declare_suspension(request: web.Request) -> web.StreamResponse:
     try:
         month = parse_month(raw)
     except ValueError:
-        raise BadRequest("month is YYYY-MM", code="invalid_month") from None
+        raise InvalidInput("month is YYYY-MM", code="invalid_month") from None
     ssn = _session(request).ssn
     await _insurance(request).declare_suspension(ssn, month, actor=_actor(request, ssn))
     return redirect("/coverage")
@@ -326,7 +326,7 @@ async def declare_suspension(request: web.Request) -> web.StreamResponse:
 def _card_id(form: dict) -> int:
     raw = field(form, "card_id", 18)
     if not raw.isascii() or not raw.isdigit():
-        raise BadRequest("choose a card", code="not_found")
+        raise InvalidInput("choose a card", code="not_found")
     return int(raw)
 
 
@@ -343,7 +343,7 @@ async def change_pin(request: web.Request) -> web.StreamResponse:
     form = _form(request)
     new_pin = field(form, "new_pin", 12)
     if new_pin != field(form, "new_pin_again", 12):
-        raise BadRequest("the new PINs differ", code="pin_mismatch")
+        raise InvalidInput("the new PINs differ", code="pin_mismatch")
     ssn = _session(request).ssn
     await _cardholder(request).change_pin(
         ssn, _card_id(form), field(form, "old_pin", 12), new_pin, actor=_actor(request, ssn)

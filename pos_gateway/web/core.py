@@ -16,7 +16,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from pos_gateway.domain.display import format_cny, format_time
-from pos_gateway.errors import ApiError, BadRequest, Forbidden
+from pos_gateway.errors import DomainError, InvalidInput, NotPermitted
 from pos_gateway.http.errors import status_of
 from pos_gateway.services.operators import OperatorService
 from pos_gateway.services.pages import PageQueries
@@ -101,11 +101,11 @@ def check_csrf(request: web.Request, form: Mapping[str, str]) -> None:
     else:
         pre = request.cookies.get(PRE_SESSION_COOKIE)
         if not pre:
-            raise Forbidden("form expired", code="csrf")
+            raise NotPermitted("form expired", code="csrf")
         expected = _mac(request, "pre", pre)
     offered = form.get(CSRF_FIELD, "")
     if not isinstance(offered, str) or not hmac.compare_digest(offered, expected):
-        raise Forbidden("form expired", code="csrf")
+        raise NotPermitted("form expired", code="csrf")
 
 
 async def read_form(request: web.Request) -> MultiDictProxy[str]:
@@ -113,7 +113,7 @@ async def read_form(request: web.Request) -> MultiDictProxy[str]:
     try:
         form = await request.post()
     except ValueError:
-        raise BadRequest("unreadable form", code="malformed_request") from None
+        raise InvalidInput("unreadable form", code="malformed_request") from None
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     check_csrf(request, fields)
     return form  # type: ignore[return-value]
@@ -122,7 +122,7 @@ async def read_form(request: web.Request) -> MultiDictProxy[str]:
 def field(form: Mapping[str, Any], name: str, max_len: int = 200) -> str:
     value = form.get(name, "")
     if not isinstance(value, str) or len(value) > max_len:
-        raise BadRequest(f"{name} is too long", code="malformed_request")
+        raise InvalidInput(f"{name} is too long", code="malformed_request")
     return value.strip()
 
 
@@ -245,12 +245,12 @@ ERROR_MESSAGES = {
 GENERIC_ERROR = N_("The request could not be carried out.")
 
 
-def error_text(request: web.Request, exc: ApiError) -> str:
+def error_text(request: web.Request, exc: DomainError) -> str:
     message = ERROR_MESSAGES.get(exc.code, GENERIC_ERROR)
     return gettext_for(request)(message)
 
 
-def error_page(request: web.Request, exc: ApiError, back: str) -> web.Response:
+def error_page(request: web.Request, exc: DomainError, back: str) -> web.Response:
     message = ERROR_MESSAGES.get(exc.code)
     text = error_text(request, exc)
     # The service's own sentence names the exact rule; in English it is shown too.

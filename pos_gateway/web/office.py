@@ -21,7 +21,7 @@ from pos_gateway.domain.audit import OPERATOR, Actor
 from pos_gateway.domain.display import business_today, parse_yuan
 from pos_gateway.domain.months import parse_month
 from pos_gateway.domain.operators import ADMIN, COUNTER, OFFICER, ROLES
-from pos_gateway.errors import ApiError, BadRequest, Forbidden, Unauthorized
+from pos_gateway.errors import DomainError, InvalidInput, NotAuthenticated, NotPermitted
 from pos_gateway.http.api import not_api
 from pos_gateway.http.errors import status_of
 from pos_gateway.http.insurance_state import INSURANCE
@@ -83,29 +83,29 @@ async def office_guard(request: web.Request, handler: Handler) -> web.StreamResp
     try:
         access = _access(request, handler)
         if access is None:
-            raise Forbidden("no access declared for this page", code="role_required")
+            raise NotPermitted("no access declared for this page", code="role_required")
         token = request.cookies.get(COOKIE, "")
         if token:
             try:
                 request[SESSION] = await _operators(request).authenticate(token)
                 request[SESSION_TOKEN] = token
-            except Unauthorized:
+            except NotAuthenticated:
                 pass
         session = request.get(SESSION)
         if access != PUBLIC:
             if session is None:
                 if request.method == "POST":
-                    raise Unauthorized("log in again", code="no_session")
+                    raise NotAuthenticated("log in again", code="no_session")
                 return finish(request, redirect(COOKIE_PATH))
             if access != ANY_ROLE:
                 if not set(session.roles) & set(access):
-                    raise Forbidden("role required", code="role_required")
+                    raise NotPermitted("role required", code="role_required")
                 if session.must_change_password:
                     return finish(request, redirect(COOKIE_PATH + "password"))
         if request.method == "POST":
             request[FORM] = dict(await read_form(request))
         response = await handler(request)
-    except ApiError as exc:
+    except DomainError as exc:
         response = error_page(request, exc, COOKIE_PATH)
     except web.HTTPException:
         raise
@@ -175,13 +175,13 @@ def _typed_ssn_matches(request: web.Request, ssn: str) -> None:
     """The clerk types the number from the holder's ID card; the server compares it."""
     typed = field(_form(request), "typed_ssn", 18).upper()
     if typed != ssn:
-        raise BadRequest("the typed ID number does not match", code="id_mismatch")
+        raise InvalidInput("the typed ID number does not match", code="id_mismatch")
 
 
 def _card_id(request: web.Request) -> int:
     raw = field(_form(request), "card_id", 18)
     if not raw.isascii() or not raw.isdigit():
-        raise BadRequest("choose a card", code="not_found")
+        raise InvalidInput("choose a card", code="not_found")
     return int(raw)
 
 
@@ -189,7 +189,7 @@ async def _card_of(request: web.Request, ssn: str) -> str:
     """The number of the chosen card, which must be this person's."""
     card = await services(request).queries.card(_card_id(request))
     if card["ssn"] != ssn:
-        raise BadRequest("not this person's card", code="not_found")
+        raise InvalidInput("not this person's card", code="not_found")
     return card["pan"]
 
 
@@ -197,13 +197,13 @@ def _month(request: web.Request, name: str = "month") -> date:
     try:
         return parse_month(field(_form(request), name, 7))
     except ValueError:
-        raise BadRequest("month is YYYY-MM", code="invalid_month") from None
+        raise InvalidInput("month is YYYY-MM", code="invalid_month") from None
 
 
 def _yuan(request: web.Request, name: str) -> int:
     fen = parse_yuan(field(_form(request), name, 20))
     if fen is None:
-        raise BadRequest("amount in yuan", code="invalid_amount")
+        raise InvalidInput("amount in yuan", code="invalid_amount")
     return fen
 
 
@@ -234,7 +234,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     actor = Actor(OPERATOR, username or "-", request.remote, request_id())
     try:
         result = await _operators(request).login(username, field(form, "password", 64), actor=actor)
-    except ApiError as exc:
+    except DomainError as exc:
         if exc.code not in ("login_failed", "login_locked"):
             raise
         exc.code = "operator_" + exc.code
@@ -267,12 +267,12 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     form = _form(request)
     new = field(form, "new_password", 64)
     if new != field(form, "new_password_again", 64):
-        raise BadRequest("the new passwords differ", code="password_mismatch")
+        raise InvalidInput("the new passwords differ", code="password_mismatch")
     try:
         await _operators(request).change_password(
             _session(request), field(form, "old_password", 64), new, actor=_actor(request)
         )
-    except ApiError as exc:
+    except DomainError as exc:
         if exc.code == "weak_password":
             exc.code = "weak_operator_password"
         raise
@@ -317,7 +317,7 @@ async def pin_reset(request: web.Request) -> web.StreamResponse:
     form = _form(request)
     new_pin = field(form, "new_pin", 12)
     if new_pin != field(form, "new_pin_again", 12):
-        raise BadRequest("the new PINs differ", code="pin_mismatch")
+        raise InvalidInput("the new PINs differ", code="pin_mismatch")
     pan = await _card_of(request, ssn)
     await _admin(request).reset_pin(pan, ssn, new_pin, actor=_actor(request))
     return _page(request, "office/done.html", what="pin_reset", ssn=ssn)
@@ -371,7 +371,7 @@ async def register_person(request: web.Request) -> web.StreamResponse:
     ssn = checked_ssn(field(form, "ssn", 18).upper())
     name = field(form, "name", 100)
     if not name:
-        raise BadRequest("name required", code="malformed_request")
+        raise InvalidInput("name required", code="malformed_request")
     await _admin(request).register_person(ssn, name, actor=_actor(request))
     return redirect(_person_url(ssn))
 
@@ -417,7 +417,7 @@ async def employers(request: web.Request) -> web.StreamResponse:
 async def register_employer(request: web.Request) -> web.StreamResponse:
     name = field(_form(request), "name", 200)
     if not name:
-        raise BadRequest("name required", code="malformed_request")
+        raise InvalidInput("name required", code="malformed_request")
     await _insurance(request).register_employer(name, actor=_actor(request))
     return redirect(COOKIE_PATH + "employers")
 
@@ -430,7 +430,7 @@ async def allocations(request: web.Request) -> web.StreamResponse:
     try:
         month = parse_month(raw) if raw else insurance.current_month()
     except ValueError:
-        raise BadRequest("month is YYYY-MM", code="invalid_month") from None
+        raise InvalidInput("month is YYYY-MM", code="invalid_month") from None
     summary = await insurance.allocation_summary(month)
     return _page(request, "office/allocations.html", summary=summary, month=f"{month:%Y-%m}")
 
@@ -448,7 +448,7 @@ async def run_allocation(request: web.Request) -> web.StreamResponse:
 async def merchants(request: web.Request) -> web.StreamResponse:
     query = request.query.get("q", "")
     if len(query) > 100:
-        raise BadRequest("the search is too long", code="malformed_request")
+        raise InvalidInput("the search is too long", code="malformed_request")
     found = await services(request).queries.merchants(query)
     return _page(request, "office/merchants.html", query=query, merchants=found)
 
@@ -461,7 +461,7 @@ async def register_merchant(request: web.Request) -> web.StreamResponse:
         start = date.fromisoformat(field(form, "designated_from", 10))
         end = date.fromisoformat(field(form, "designated_until", 10))
     except ValueError:
-        raise BadRequest("dates are YYYY-MM-DD", code="invalid_period") from None
+        raise InvalidInput("dates are YYYY-MM-DD", code="invalid_period") from None
     await _admin(request).register_merchant(
         field(form, "name", 200), field(form, "kind", 20), start, end, actor=_actor(request)
     )
@@ -505,7 +505,7 @@ def _report_day(request: web.Request) -> date:
     try:
         return date.fromisoformat(raw)
     except ValueError:
-        raise BadRequest("dates are YYYY-MM-DD", code="invalid_period") from None
+        raise InvalidInput("dates are YYYY-MM-DD", code="invalid_period") from None
 
 
 @routes.get("/reports")
