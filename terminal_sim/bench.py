@@ -6,6 +6,11 @@
    pgbench's TPC-B-like script on the same PostgreSQL server, same duration and clients.
 3. p50/p99 latency in the open model at half the DB-bound rate.
 4. Peak RSS of the gateway processes.
+5. For every run, CPU-µs per purchase of the gateway, PostgreSQL and the load generator,
+   from each process's own CPU times (terminal_sim.cpu), and the generator/gateway ratio,
+   flagged above 0.2. The gateway runs at log level info, as production does.
+
+`--scale` measures cost against data size instead (terminal_sim.scale).
 
 The gateway runs as `pos-gateway serve` processes on an embedded PostgreSQL in a
 temporary data directory: this module drives it over HTTP only, like any client.
