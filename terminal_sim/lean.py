@@ -20,7 +20,7 @@ from terminal_sim.client import Answer, Terminal, TerminalConfig
 from terminal_sim.protocol import StanCounter, signed_headers
 
 MAX_ANSWER_BYTES = 1 << 20
-IDLE_CONNECTIONS = 4  # kept per terminal; more in flight at once open and close their own
+IDLE_CONNECTIONS = 64  # kept per terminal: the open model has several in flight at once
 
 
 class _Connection:
