@@ -303,6 +303,7 @@ def write_scale_chart(results: dict[str, Any], path: Path) -> str | None:
             label=f"purchase {label}",
         )
     top.set_ylabel("latency (ms)")
+    top.set_ylim(bottom=0)
     top.legend(fontsize="small")
     middle.plot(cards, [s["purchases"]["purchases_per_s"] for s in steps], "o-")
     middle.set_ylabel("purchases/s")
@@ -320,7 +321,8 @@ def write_scale_chart(results: dict[str, Any], path: Path) -> str | None:
         label="page of a 10-entry statement",
     )
     bottom.set_ylabel("statement page (ms, median)")
-    bottom.set_xlabel("cards in the database (journal rows: 10 per card)")
+    per_card = results["config"]["journal_per_card"]
+    bottom.set_xlabel(f"cards in the database (journal rows: {per_card} per card)")
     bottom.legend(fontsize="small")
     bottom.set_xscale("log")
     fig.suptitle("POS gateway: cost against data size (cheap PIN hash)")
