@@ -6,6 +6,11 @@
    pgbench's TPC-B-like script on the same PostgreSQL server, same duration and clients.
 3. p50/p99 latency in the open model at half the DB-bound rate.
 4. Peak RSS of the gateway processes.
+5. For every run, CPU-µs per purchase of the gateway, PostgreSQL and the load generator,
+   from each process's own CPU times (terminal_sim.cpu), and the generator/gateway ratio,
+   flagged above 0.2. The gateway runs at log level info, as production does.
+
+`--scale` measures cost against data size instead (terminal_sim.scale).
 
 The gateway runs as `pos-gateway serve` processes on an embedded PostgreSQL in a
 temporary data directory: this module drives it over HTTP only, like any client.
@@ -38,6 +43,7 @@ import argon2
 import psutil
 
 from terminal_sim.client import wait_healthy
+from terminal_sim.cpu import CpuSnapshot, cpu_split, render_split
 from terminal_sim.demo import DemoWorld
 from terminal_sim.load import LoadConfig, run_load
 
@@ -62,6 +68,8 @@ class BenchConfig:
     port: int = 18400  # HTTP; the ISO 8583 listener takes the next port
     out_dir: Path = Path("bench-out")
     protocol: str = "json"  # of every load run; the cheap-hash phase also runs the other
+    # As production runs: `info` writes the one transaction line per request.
+    log_level: str = "info"
 
 
 def _argon2_env(params: dict[str, int]) -> dict[str, str]:
@@ -76,15 +84,22 @@ class Gateway:
     """`pos-gateway serve --workers N` on its own data directory, as a child process."""
 
     def __init__(
-        self, data_dir: Path, port: int, workers: int, env: dict[str, str], log_path: Path
+        self,
+        data_dir: Path,
+        port: int,
+        workers: int,
+        env: dict[str, str],
+        log_path: Path,
+        log_level: str = "info",
     ) -> None:
+        self.pgdata = data_dir / "pg"
         self.url = f"http://127.0.0.1:{port}"
         self._command = [
             sys.executable, "-m", "pos_gateway", "serve", "--port", str(port),
             "--workers", str(workers), "--iso-port", str(port + 1),
         ]  # fmt: skip
         self.iso = ("127.0.0.1", port + 1)
-        self._env = {**os.environ, "POS_DATA_DIR": str(data_dir), "POS_LOG_LEVEL": "warning"}
+        self._env = {**os.environ, "POS_DATA_DIR": str(data_dir), "POS_LOG_LEVEL": log_level}
         self._env.pop("POS_DATABASE_URL", None)
         self._env.update(env)
         self._log = open(log_path, "ab")
@@ -101,6 +116,10 @@ class Gateway:
         if process.poll() is not None:
             raise BenchError(f"gateway exited at start; see {self._log.name}")
         raise BenchError(f"gateway not healthy after {timeout_s:.0f} s; see {self._log.name}")
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
 
     def worker_peak_rss(self) -> dict[str, int]:
         """VmHWM (peak resident set) of each worker process, in bytes."""
@@ -269,12 +288,23 @@ async def _load(
         amount_fen=100,
         timeout_s=10.0,
     )
-    return await run_load(load, DemoWorld(world))
+    snapshots = [CpuSnapshot.take(gateway.pid, gateway.pgdata)]
+    report = await run_load(
+        load,
+        DemoWorld(world),
+        after_run=lambda: snapshots.append(CpuSnapshot.take(gateway.pid, gateway.pgdata)),
+    )
+    before, after = snapshots
+    report["cpu"] = cpu_split(
+        before, after, report["approved_purchases"]["count"], report["elapsed_s"]
+    )
+    return report
 
 
 def _phase(report: dict[str, Any]) -> dict[str, Any]:
     purchases_per_s = report["approved_purchases"]["count"] / max(report["elapsed_s"], 1e-9)
     return {
+        "cpu": report["cpu"],
         "purchases_per_s": round(purchases_per_s, 1),
         "answers_per_s": report["throughput_per_s"],
         "latency_us": report["latency_us"],
@@ -305,6 +335,7 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
             "terminals": config.terminals,
             "gateway_workers": config.workers,
             "protocol": config.protocol,
+            "gateway_log_level": config.log_level,
             "production_argon2": PRODUCTION_ARGON2,
             "cheap_argon2": CHEAP_ARGON2,
         },
@@ -318,7 +349,7 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
         data = workdir / "data"
         gateway = Gateway(
             data, config.port, config.workers,
-            {**secrets_env, **_argon2_env(PRODUCTION_ARGON2)}, log_path,
+            {**secrets_env, **_argon2_env(PRODUCTION_ARGON2)}, log_path, config.log_level,
         )  # fmt: skip
         try:
             await gateway.start()
@@ -335,7 +366,7 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
         cheap_env = {
             **secrets_env, **_argon2_env(CHEAP_ARGON2), "POS_ALLOW_WEAK_PIN_HASH": "bench",
         }  # fmt: skip
-        gateway = Gateway(data, config.port, config.workers, cheap_env, log_path)
+        gateway = Gateway(data, config.port, config.workers, cheap_env, log_path, config.log_level)
         try:
             await gateway.start()
             world = await build_world(
@@ -345,6 +376,7 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
             other = "json" if config.protocol == "iso8583" else "iso8583"
             say(f"the same over {other} ...")
             other_bound = _phase(await _load(gateway, world, config, protocol=other))
+            results["cheap_hash_other_protocol"] = {**other_bound, "protocol": other}
             half = max(db_bound["purchases_per_s"] / 2, 1.0)
             say(f"open model at half that rate ({half:.0f}/s) ...")
             at_half = _phase(await _load(gateway, world, config, rate=half))
@@ -436,6 +468,13 @@ def render_summary(results: dict[str, Any]) -> str:
          f"{half['latency_us']['p50'] / 1000:.2f} ms"),
         ("  p99", f"{half['latency_us']['p99'] / 1000:.2f} ms"),
         ("gateway peak RSS per worker", f"{rss / 2**20:.1f} MiB"),
+        ("gateway log level (production: info)", results["config"]["gateway_log_level"]),
+        ("CPU per approved purchase, each process's own CPU time:", ""),
+        ("  production hash", render_split(pin["cpu"])),
+        ("  cheap hash", render_split(db["cpu"])),
+        *((f"  cheap hash over {other['protocol']}", render_split(other["cpu"]))
+          for other in [results.get("cheap_hash_other_protocol")] if other),
+        ("  open model, half rate", render_split(half["cpu"])),
     ]  # fmt: skip
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)

@@ -444,6 +444,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--out-dir", type=Path, default=Path("bench-out"),
         help="where bench.json and bench.png go (default bench-out)",
     )  # fmt: skip
+    p.add_argument(
+        "--log-level", choices=("info", "warning"), default="info",
+        help="the gateway's log level (default info, as production: one line per "
+        "transaction); warning gives the figure without those lines",
+    )  # fmt: skip
+    p.add_argument(
+        "--scale", action="store_true",
+        help="instead: cost growth - load cards and journal rows by COPY, size after size, "
+        "and measure purchases and a far statement page at each (see --scale-sizes)",
+    )  # fmt: skip
+    p.add_argument(
+        "--scale-sizes", type=_sizes, default=(1000, 100_000, 1_000_000), metavar="N,N,...",
+        help="cards at each step of --scale (default 1000,100000,1000000)",
+    )  # fmt: skip
+    p.add_argument(
+        "--scale-journal-per-card", type=POSITIVE_INT, default=10, metavar="K",
+        help="journal rows loaded per card in --scale (default 10: 10^7 rows at 10^6 cards)",
+    )  # fmt: skip
+    p.add_argument(
+        "--scale-statement", type=POSITIVE_INT, default=100_000, metavar="N",
+        help="entries of the long statement in --scale (default 100000)",
+    )  # fmt: skip
 
     p = sub.add_parser(
         "wait",
@@ -717,10 +739,40 @@ async def _bench(args: argparse.Namespace) -> int:
         port=args.port,
         out_dir=args.out_dir,
         protocol=args.protocol,
+        log_level=args.log_level,
     )
+    if args.scale:
+        return await _bench_scale(args, config)
     results = await run_bench(config, say=lambda text: print(f"bench: {text}", flush=True))
     print()
     print(render_summary(results))
+    files = results["files"]
+    print(f"\nfigures: {files['json']}")
+    print(f"chart:   {files['chart'] or 'not drawn (pip install matplotlib, or make bench)'}")
+    return 0
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"sizes are N,N,...: not {text!r}") from None
+    if not sizes or any(not 1 <= n <= 10**8 for n in sizes) or list(sizes) != sorted(set(sizes)):
+        raise argparse.ArgumentTypeError("sizes must be increasing, each 1..100000000")
+    return sizes
+
+
+async def _bench_scale(args: argparse.Namespace, config: Any) -> int:
+    from terminal_sim.scale import ScaleConfig, render_scale, run_scale
+
+    scale = ScaleConfig(
+        sizes=args.scale_sizes,
+        journal_per_card=args.scale_journal_per_card,
+        statement_entries=args.scale_statement,
+    )
+    results = await run_scale(config, scale, say=lambda text: print(f"scale: {text}", flush=True))
+    print()
+    print(render_scale(results))
     files = results["files"]
     print(f"\nfigures: {files['json']}")
     print(f"chart:   {files['chart'] or 'not drawn (pip install matplotlib, or make bench)'}")
