@@ -99,29 +99,27 @@ async def set_password(conn: asyncpg.Connection, ssn: str, password_hash: str) -
 
 async def set_chosen_password(conn: asyncpg.Connection, ssn: str, password_hash: str) -> None:
     """A password that needs no change (as if the holder had chosen it), unlocked."""
-    await conn.execute(
-        """
-        INSERT INTO cardholder_credentials (ssn, password_hash, must_change) VALUES ($1, $2, false)
-        ON CONFLICT (ssn) DO UPDATE
-        SET password_hash = EXCLUDED.password_hash, must_change = false, failed_attempts = 0,
-            locked_until = NULL, changed_at = now()
-        """,
-        ssn,
-        password_hash,
-    )
+    await _put_password(conn, ssn, password_hash, must_change=False)
 
 
 async def reset_to_initial(conn: asyncpg.Connection, ssn: str, password_hash: str) -> None:
     """Counter reset: back to a first password, unlocked, to be changed at next login."""
+    await _put_password(conn, ssn, password_hash, must_change=True)
+
+
+async def _put_password(
+    conn: asyncpg.Connection, ssn: str, password_hash: str, *, must_change: bool
+) -> None:
     await conn.execute(
         """
-        INSERT INTO cardholder_credentials (ssn, password_hash, must_change) VALUES ($1, $2, true)
+        INSERT INTO cardholder_credentials (ssn, password_hash, must_change) VALUES ($1, $2, $3)
         ON CONFLICT (ssn) DO UPDATE
-        SET password_hash = EXCLUDED.password_hash, must_change = true, failed_attempts = 0,
-            locked_until = NULL, changed_at = now()
+        SET password_hash = EXCLUDED.password_hash, must_change = EXCLUDED.must_change,
+            failed_attempts = 0, locked_until = NULL, changed_at = now()
         """,
         ssn,
         password_hash,
+        must_change,
     )
 
 
