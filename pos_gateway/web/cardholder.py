@@ -34,6 +34,8 @@ from pos_gateway.web.core import (
     error_text,
     field,
     load_session,
+    new_password,
+    new_pin,
     read_form,
     redirect,
     render,
@@ -159,9 +161,7 @@ async def password_form(request: web.Request) -> web.StreamResponse:
 @cardholder_page(before_password_change=True, back="/password")
 async def change_password(request: web.Request) -> web.StreamResponse:
     form = _form(request)
-    new = field(form, "new_password", 64)
-    if new != field(form, "new_password_again", 64):
-        raise InvalidInput("the new passwords differ", code="password_mismatch")
+    new = new_password(form)
     session = _session(request)
     await _cardholder(request).change_password(
         session, field(form, "old_password", 64), new, actor=_actor(request, session.ssn)
@@ -322,12 +322,10 @@ async def pin_form(request: web.Request) -> web.StreamResponse:
 @cardholder_page(back="/pin")
 async def change_pin(request: web.Request) -> web.StreamResponse:
     form = _form(request)
-    new_pin = field(form, "new_pin", 12)
-    if new_pin != field(form, "new_pin_again", 12):
-        raise InvalidInput("the new PINs differ", code="pin_mismatch")
+    pin = new_pin(form)
     ssn = _session(request).ssn
     await _cardholder(request).change_pin(
-        ssn, _card_id(form), field(form, "old_pin", 12), new_pin, actor=_actor(request, ssn)
+        ssn, _card_id(form), field(form, "old_pin", 12), pin, actor=_actor(request, ssn)
     )
     return render(request, "me/done.html", {"what": "pin"})
 

@@ -128,6 +128,23 @@ def field(form: Mapping[str, Any], name: str, max_len: int = 200) -> str:
     return value.strip()
 
 
+def new_password(form: Mapping[str, Any]) -> str:
+    """The new password, typed twice alike."""
+    return _typed_twice(form, "new_password", 64, "the new passwords differ", "password_mismatch")
+
+
+def new_pin(form: Mapping[str, Any]) -> str:
+    """The new PIN, typed twice alike."""
+    return _typed_twice(form, "new_pin", 12, "the new PINs differ", "pin_mismatch")
+
+
+def _typed_twice(form: Mapping[str, Any], name: str, max_len: int, message: str, code: str) -> str:
+    value = field(form, name, max_len)
+    if value != field(form, f"{name}_again", max_len):
+        raise InvalidInput(message, code=code)
+    return value
+
+
 # Cookies and headers --------------------------------------------------------------------
 
 

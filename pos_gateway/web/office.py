@@ -39,6 +39,8 @@ from pos_gateway.web.core import (
     error_text,
     field,
     load_session,
+    new_password,
+    new_pin,
     read_form,
     redirect,
     render,
@@ -250,9 +252,7 @@ async def password_form(request: web.Request) -> web.StreamResponse:
 @office(ANY_ROLE)
 async def change_password(request: web.Request) -> web.StreamResponse:
     form = _form(request)
-    new = field(form, "new_password", 64)
-    if new != field(form, "new_password_again", 64):
-        raise InvalidInput("the new passwords differ", code="password_mismatch")
+    new = new_password(form)
     try:
         await _operators(request).change_password(
             _session(request), field(form, "old_password", 64), new, actor=_actor(request)
@@ -300,11 +300,9 @@ async def pin_reset(request: web.Request) -> web.StreamResponse:
     ssn = _ssn_path(request)
     _typed_ssn_matches(request, ssn)
     form = _form(request)
-    new_pin = field(form, "new_pin", 12)
-    if new_pin != field(form, "new_pin_again", 12):
-        raise InvalidInput("the new PINs differ", code="pin_mismatch")
+    pin = new_pin(form)
     pan = await _card_of(request, ssn)
-    await _admin(request).reset_pin(pan, ssn, new_pin, actor=_actor(request))
+    await _admin(request).reset_pin(pan, ssn, pin, actor=_actor(request))
     return _page(request, "office/done.html", what="pin_reset", ssn=ssn)
 
 
