@@ -96,12 +96,9 @@ class OperatorService:
         problem = operator_password_problem(password)
         if problem is not None:
             raise InvalidInput(problem, code="weak_password")
-        password_hash = await self._run(self._hasher.hash, password)
-        async with self._pool.acquire() as conn, conn.transaction():
-            if not await operators.set_password(conn, username, password_hash, must_change=False):
-                raise NoSuchRecord("no such operator")
-            await operators.revoke_sessions_of(conn, username)
-            await audit.record(conn, actor, "operator.password_set", "operator", username)
+        await self._put_password(
+            username, password, "operator.password_set", actor, must_change=False
+        )
 
     async def ensure(
         self, username: str, roles: list[str], password: str, *, actor: Actor = SYSTEM_ACTOR
@@ -236,10 +233,20 @@ class OperatorService:
     async def reset_password(self, username: str, *, actor: Actor = SYSTEM_ACTOR) -> str:
         """A new one-time password (returned once); unlocks and ends every session."""
         password = draw_operator_password()
+        await self._put_password(
+            username, password, "operator.password_reset", actor, must_change=True
+        )
+        return password
+
+    async def _put_password(
+        self, username: str, password: str, action: str, actor: Actor, *, must_change: bool
+    ) -> None:
+        """The new password stored (unlocked), every session of the account ended, audited."""
         password_hash = await self._run(self._hasher.hash, password)
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await operators.set_password(conn, username, password_hash, must_change=True):
+            if not await operators.set_password(
+                conn, username, password_hash, must_change=must_change
+            ):
                 raise NoSuchRecord("no such operator")
             await operators.revoke_sessions_of(conn, username)
-            await audit.record(conn, actor, "operator.password_reset", "operator", username)
-        return password
+            await audit.record(conn, actor, action, "operator", username)
