@@ -3,6 +3,8 @@ every session ended, audited; only the reset asks for a change at the next login
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pos_gateway.domain.audit import Actor
@@ -64,3 +66,21 @@ async def test_unknown_operator_is_no_such_record(world: World) -> None:
         await operators.reset_password("nobody-here", actor=ACTOR)
     with pytest.raises(NoSuchRecord):
         await operators.set_password("nobody-here", "Other-pass-2047", actor=ACTOR)
+
+
+async def test_wrong_passwords_are_audited_with_the_count_and_the_lock(world: World, db) -> None:
+    operators = world.client.server.app[PAGES].operators
+    username = await operator(world.client, ["counter"])
+    for _ in range(5):
+        with pytest.raises(NotAuthenticated):
+            await operators.login(username, "Wrong-pass-123", actor=ACTOR)
+    rows = await db.fetch(
+        "SELECT details FROM audit_log WHERE action = 'operator.login_failed' "
+        "AND subject_id = $1 ORDER BY audit_id",
+        username,
+    )
+    details = [
+        json.loads(r["details"]) if isinstance(r["details"], str) else r["details"] for r in rows
+    ]
+    assert [d["consecutive_failures"] for d in details] == [1, 2, 3, 4, 5]
+    assert [d["locked"] for d in details] == [False, False, False, False, True]

@@ -15,7 +15,13 @@ import asyncpg
 import structlog
 
 from pos_gateway.domain.audit import OPERATOR, SYSTEM_ACTOR, Actor
-from pos_gateway.domain.credentials import LOCKOUT, MAX_LOGIN_FAILURES, SESSION_IDLE, SESSION_MAX
+from pos_gateway.domain.credentials import (
+    LOCKOUT,
+    MAX_LOGIN_FAILURES,
+    SESSION_IDLE,
+    SESSION_MAX,
+    failed_login_detail,
+)
 from pos_gateway.domain.operators import (
     operator_password_problem,
     roles_problem,
@@ -128,14 +134,13 @@ class OperatorService:
         token = secrets.token_urlsafe(32)
         async with self._pool.acquire() as conn, conn.transaction():
             if not matches:
-                failures = attempt["failed_attempts"]
                 await audit.record(
                     conn,
                     actor,
                     "operator.login_failed",
                     "operator",
                     username,
-                    {"consecutive_failures": failures, "locked": failures >= MAX_LOGIN_FAILURES},
+                    failed_login_detail(attempt["failed_attempts"]),
                 )
             else:
                 await operators.login_succeeded(conn, username)
