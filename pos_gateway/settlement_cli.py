@@ -14,27 +14,34 @@ COMMANDS = frozenset({"catalogue", "policy"})
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    catalogue = sub.add_parser("catalogue", help="the medicine catalogue (A/B/C) of §10")
-    catalogue_sub = catalogue.add_subparsers(dest="action", required=True, metavar="ACTION")
-    load = catalogue_sub.add_parser(
-        "import",
-        help="add or replace items from a CSV file with the header "
+    _add_table(
+        sub,
+        "catalogue",
+        "the medicine catalogue (A/B/C) of §10",
+        import_help="add or replace items from a CSV file with the header "
         "code,name,category,self_pay_bp; bad rows are listed with their line numbers "
         "and nothing is loaded",
+        list_help="print the catalogue as JSON",
     )
-    load.add_argument("file", type=Path)
-    catalogue_sub.add_parser("list", help="print the catalogue as JSON")
+    _add_table(
+        sub,
+        "policy",
+        "settlement policy per merchant kind and year",
+        import_help="add or replace policies from a CSV file with the header merchant_kind,"
+        "year,deductible,fund_ratio_bp,annual_cap[,daily_amount_limit,daily_count_limit] "
+        "(fen, basis points); all or nothing",
+        list_help="print the policies as JSON",
+    )
 
-    policy = sub.add_parser("policy", help="settlement policy per merchant kind and year")
-    policy_sub = policy.add_subparsers(dest="action", required=True, metavar="ACTION")
-    load = policy_sub.add_parser(
-        "import",
-        help="add or replace policies from a CSV file with the header merchant_kind,year,"
-        "deductible,fund_ratio_bp,annual_cap[,daily_amount_limit,daily_count_limit] (fen, "
-        "basis points); all or nothing",
-    )
-    load.add_argument("file", type=Path)
-    policy_sub.add_parser("list", help="print the policies as JSON")
+
+def _add_table(
+    sub: argparse._SubParsersAction, name: str, help: str, *, import_help: str, list_help: str
+) -> None:
+    """`NAME import FILE` and `NAME list`, the same two actions for either table."""
+    table = sub.add_parser(name, help=help)
+    actions = table.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("import", help=import_help).add_argument("file", type=Path)
+    actions.add_parser("list", help=list_help)
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:

@@ -102,6 +102,10 @@ def _items_args(parser: argparse.ArgumentParser, *, required: bool) -> None:
     )
 
 
+def _url_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--url", default=DEFAULT_URL, help=f"gateway URL (default {DEFAULT_URL})")
+
+
 def _protocol_args(parser: argparse.ArgumentParser, *, iso_only: bool = False) -> None:
     group = parser.add_argument_group(
         "protocol",
@@ -130,7 +134,7 @@ def _terminal_args(
     group = parser.add_argument_group(
         "terminal", "which terminal sends: --demo FILE --terminal ID, or --terminal-id with keys"
     )
-    group.add_argument("--url", default=DEFAULT_URL, help=f"gateway URL (default {DEFAULT_URL})")
+    _url_arg(group)
     group.add_argument(
         "--demo", type=Path, metavar="FILE", help="demo JSON written by `pos-gateway demo-data`"
     )
@@ -321,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         "intended send time; without: closed model, each terminal waits for its answer. "
         "Requests that time out are reversed, as a real terminal would.",
     )
-    p.add_argument("--url", default=DEFAULT_URL, help=f"gateway URL (default {DEFAULT_URL})")
+    _url_arg(p)
     p.add_argument(
         "--demo",
         type=Path,
@@ -393,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="scenario TOML file (format: docs/scenarios.md, scenarios/demo.toml)",
     )
-    p.add_argument("--url", default=DEFAULT_URL, help=f"gateway URL (default {DEFAULT_URL})")
+    _url_arg(p)
     p.add_argument(
         "--demo", type=Path, required=True, help="demo JSON written by `pos-gateway demo-data`"
     )
@@ -472,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait until the gateway's /healthz answers 200",
         description="Wait until the gateway's /healthz answers 200 (exit 0) or give up (1).",
     )
-    p.add_argument("--url", default=DEFAULT_URL, help=f"gateway URL (default {DEFAULT_URL})")
+    _url_arg(p)
     p.add_argument(
         "--timeout", dest="timeout_s", type=float, default=60.0, help="seconds (default 60)"
     )

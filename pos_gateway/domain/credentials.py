@@ -22,6 +22,12 @@ SESSION_MAX = timedelta(hours=8)
 PASSWORD_MIN, PASSWORD_MAX = 8, 64
 
 
+def failed_login_detail(failures: int) -> dict[str, int | bool]:
+    """What the audit says of a wrong password (at login or at a password change): the
+    wrong ones in a row, and whether this one locked the login."""
+    return {"consecutive_failures": failures, "locked": failures >= MAX_LOGIN_FAILURES}
+
+
 def draw_first_password() -> str:
     """Ten random characters in two groups (about 50 bits), letters and digits both
     present, e.g. 'k7mqa-4x9pr'."""

@@ -45,7 +45,7 @@ from pos_gateway.http.schemas import (
     TO_MONTH,
     param,
 )
-from pos_gateway.http.validation import field_optional_date, field_optional_month
+from pos_gateway.http.validation import field_optional_date, month_span
 from pos_gateway.services.cardholder import CardholderService, Session
 from pos_gateway.services.insurance import InsuranceService
 
@@ -174,9 +174,7 @@ async def statement(request: web.Request) -> web.StreamResponse:
 async def contributions(request: web.Request) -> web.StreamResponse:
     """What was paid for which months and what is missing: ?from=&to=&format=json|csv."""
     insurance = _insurance(request)
-    months = insurance.month_range(
-        field_optional_month(request.query, "from"), field_optional_month(request.query, "to")
-    )
+    months = insurance.month_range(*month_span(request.query))
     notice = await insurance.person_notice(_session(request).ssn, months)
     if wants_csv(request):
         return csv_response(notice["months"], CONTRIBUTION_COLUMNS, "contributions.csv")

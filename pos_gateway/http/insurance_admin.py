@@ -59,7 +59,7 @@ from pos_gateway.http.state import SERVICES
 from pos_gateway.http.validation import (
     field_month,
     field_optional_date,
-    field_optional_month,
+    month_span,
 )
 from pos_gateway.services.audit_trail import audit_trail_page
 from pos_gateway.services.cardholder import CardholderService
@@ -233,9 +233,7 @@ async def get_person(request: web.Request) -> web.Response:
 async def person_notice(request: web.Request) -> web.StreamResponse:
     """Payment notice of one person: ?from=YYYY-MM&to=YYYY-MM&format=json|csv."""
     insurance = _insurance(request)
-    months = insurance.month_range(
-        field_optional_month(request.query, "from"), field_optional_month(request.query, "to")
-    )
+    months = insurance.month_range(*month_span(request.query))
     notice = await insurance.person_notice(_ssn(request), months)
     if wants_csv(request):
         return csv_response(
@@ -255,9 +253,7 @@ async def person_notice(request: web.Request) -> web.StreamResponse:
 async def employer_notice(request: web.Request) -> web.StreamResponse:
     """What the employer paid for which months, per employee, and what is missing."""
     insurance = _insurance(request)
-    months = insurance.month_range(
-        field_optional_month(request.query, "from"), field_optional_month(request.query, "to")
-    )
+    months = insurance.month_range(*month_span(request.query))
     notice = await insurance.employer_notice(_employer_id(request), months)
     if wants_csv(request):
         rows = [line for employee in notice["employees"] for line in employee["months"]]

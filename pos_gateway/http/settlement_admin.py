@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -57,6 +58,15 @@ async def _rows(request: web.Request, name: str) -> list[Any] | str:
     return data[name]
 
 
+async def _load(
+    request: web.Request, name: str, loader: Callable[[Any, list[Any] | str], Awaitable[int]]
+) -> web.Response:
+    """One all-or-nothing load: the rows under `name` (or the CSV file) through `loader`."""
+    rows = await _rows(request, name)
+    loaded = await loader(request.config_dict[SERVICES].pool, rows)
+    return render({"loaded": loaded}, Loaded, status=201)
+
+
 @routes.post("/v1/admin/catalogue")
 @operation(
     "Load catalogue items (add or replace by code), all or nothing: "
@@ -70,9 +80,7 @@ async def _rows(request: web.Request, name: str) -> list[Any] | str:
 )
 async def load_catalogue(request: web.Request) -> web.Response:
     """Add or replace catalogue items by code, all or nothing."""
-    rows = await _rows(request, "items")
-    loaded = await settlement.load_catalogue(request.config_dict[SERVICES].pool, rows)
-    return render({"loaded": loaded}, Loaded, status=201)
+    return await _load(request, "items", settlement.load_catalogue)
 
 
 @routes.get("/v1/admin/catalogue")
@@ -96,9 +104,7 @@ async def get_catalogue(request: web.Request) -> web.Response:
 )
 async def load_policies(request: web.Request) -> web.Response:
     """Add or replace policies by merchant kind and year, all or nothing."""
-    rows = await _rows(request, "policies")
-    loaded = await settlement.load_policies(request.config_dict[SERVICES].pool, rows)
-    return render({"loaded": loaded}, Loaded, status=201)
+    return await _load(request, "policies", settlement.load_policies)
 
 
 @routes.get("/v1/admin/policies")

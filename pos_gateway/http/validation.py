@@ -137,6 +137,11 @@ def field_optional_month(data: Any, name: str) -> date | None:
     return field_month(dict(data), name)
 
 
+def month_span(query: Any) -> tuple[date | None, date | None]:
+    """?from=YYYY-MM&to=YYYY-MM (FROM_MONTH, TO_MONTH), each None when absent."""
+    return field_optional_month(query, "from"), field_optional_month(query, "to")
+
+
 def field_optional_date(data: Any, name: str) -> date | None:
     if data.get(name) is None:
         return None

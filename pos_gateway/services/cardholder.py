@@ -25,6 +25,7 @@ from pos_gateway.domain.credentials import (
     SESSION_IDLE,
     SESSION_MAX,
     draw_first_password,
+    failed_login_detail,
     password_problem,
     weak_pin_reason,
 )
@@ -123,14 +124,13 @@ class CardholderService:
         matches = await self._password_matches(attempt, password)
         async with self._pool.acquire() as conn, conn.transaction():
             if not matches:
-                failures = attempt["failed_attempts"]
                 await audit.record(
                     conn,
                     actor,
                     "cardholder.login_failed",
                     "person",
                     ssn,
-                    {"consecutive_failures": failures, "locked": failures >= MAX_LOGIN_FAILURES},
+                    failed_login_detail(attempt["failed_attempts"]),
                 )
             else:
                 await cardholders.login_succeeded(conn, ssn)
@@ -197,16 +197,11 @@ class CardholderService:
         new_hash = await self._run(self._hasher.hash, new_password) if matches else None
         async with self._pool.acquire() as conn, conn.transaction():
             if new_hash is None:
-                locked = attempt["failed_attempts"] >= MAX_LOGIN_FAILURES
-                if locked:
+                detail = failed_login_detail(attempt["failed_attempts"])
+                if detail["locked"]:
                     await cardholders.revoke_sessions_of(conn, ssn)
                 await audit.record(
-                    conn,
-                    actor,
-                    "cardholder.password_change_failed",
-                    "person",
-                    ssn,
-                    {"consecutive_failures": attempt["failed_attempts"], "locked": locked},
+                    conn, actor, "cardholder.password_change_failed", "person", ssn, detail
                 )
             else:
                 await cardholders.set_password(conn, ssn, new_hash)

@@ -15,7 +15,13 @@ import asyncpg
 import structlog
 
 from pos_gateway.domain.audit import OPERATOR, SYSTEM_ACTOR, Actor
-from pos_gateway.domain.credentials import LOCKOUT, MAX_LOGIN_FAILURES, SESSION_IDLE, SESSION_MAX
+from pos_gateway.domain.credentials import (
+    LOCKOUT,
+    MAX_LOGIN_FAILURES,
+    SESSION_IDLE,
+    SESSION_MAX,
+    failed_login_detail,
+)
 from pos_gateway.domain.operators import (
     operator_password_problem,
     roles_problem,
@@ -96,12 +102,9 @@ class OperatorService:
         problem = operator_password_problem(password)
         if problem is not None:
             raise InvalidInput(problem, code="weak_password")
-        password_hash = await self._run(self._hasher.hash, password)
-        async with self._pool.acquire() as conn, conn.transaction():
-            if not await operators.set_password(conn, username, password_hash, must_change=False):
-                raise NoSuchRecord("no such operator")
-            await operators.revoke_sessions_of(conn, username)
-            await audit.record(conn, actor, "operator.password_set", "operator", username)
+        await self._put_password(
+            username, password, "operator.password_set", actor, must_change=False
+        )
 
     async def ensure(
         self, username: str, roles: list[str], password: str, *, actor: Actor = SYSTEM_ACTOR
@@ -131,14 +134,13 @@ class OperatorService:
         token = secrets.token_urlsafe(32)
         async with self._pool.acquire() as conn, conn.transaction():
             if not matches:
-                failures = attempt["failed_attempts"]
                 await audit.record(
                     conn,
                     actor,
                     "operator.login_failed",
                     "operator",
                     username,
-                    {"consecutive_failures": failures, "locked": failures >= MAX_LOGIN_FAILURES},
+                    failed_login_detail(attempt["failed_attempts"]),
                 )
             else:
                 await operators.login_succeeded(conn, username)
@@ -236,10 +238,20 @@ class OperatorService:
     async def reset_password(self, username: str, *, actor: Actor = SYSTEM_ACTOR) -> str:
         """A new one-time password (returned once); unlocks and ends every session."""
         password = draw_operator_password()
+        await self._put_password(
+            username, password, "operator.password_reset", actor, must_change=True
+        )
+        return password
+
+    async def _put_password(
+        self, username: str, password: str, action: str, actor: Actor, *, must_change: bool
+    ) -> None:
+        """The new password stored (unlocked), every session of the account ended, audited."""
         password_hash = await self._run(self._hasher.hash, password)
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await operators.set_password(conn, username, password_hash, must_change=True):
+            if not await operators.set_password(
+                conn, username, password_hash, must_change=must_change
+            ):
                 raise NoSuchRecord("no such operator")
             await operators.revoke_sessions_of(conn, username)
-            await audit.record(conn, actor, "operator.password_reset", "operator", username)
-        return password
+            await audit.record(conn, actor, action, "operator", username)

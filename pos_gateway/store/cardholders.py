@@ -6,6 +6,8 @@ from datetime import timedelta
 
 import asyncpg
 
+from pos_gateway.store.lockout import count_attempt, not_locked
+
 _CREDENTIAL_COLUMNS = "ssn, password_hash, must_change, failed_attempts, locked_until"
 
 
@@ -40,13 +42,8 @@ async def reserve_attempt(
     return await conn.fetchrow(
         f"""
         UPDATE cardholder_credentials
-        -- A lock that has run out starts a fresh count: one wrong guess after it must
-        -- not lock the holder out again for the whole period.
-        SET failed_attempts = CASE WHEN locked_until IS NOT NULL THEN 1
-                                   ELSE LEAST(failed_attempts + 1, 1000) END,
-            locked_until = CASE WHEN locked_until IS NULL AND failed_attempts + 1 >= $2
-                                THEN now() + $3::interval END
-        WHERE ssn = $1 AND (locked_until IS NULL OR locked_until <= now())
+        SET {count_attempt()}
+        WHERE ssn = $1 AND {not_locked()}
         RETURNING {_CREDENTIAL_COLUMNS}
         """,
         ssn,
@@ -61,16 +58,13 @@ async def reserve_unknown_attempt(
     """reserve_attempt for an ID number with no credentials (login_throttle): False while
     it is locked, so an unknown number locks after as many tries as a registered one."""
     row = await conn.fetchrow(
-        """
+        f"""
         INSERT INTO login_throttle AS t (ssn, failed_attempts, locked_until)
         VALUES ($1, 1, CASE WHEN 1 >= $2 THEN now() + $3::interval END)
         ON CONFLICT (ssn) DO UPDATE
-        SET failed_attempts = CASE WHEN t.locked_until IS NOT NULL THEN 1
-                                   ELSE LEAST(t.failed_attempts + 1, 1000) END,
-            locked_until = CASE WHEN t.locked_until IS NULL AND t.failed_attempts + 1 >= $2
-                                THEN now() + $3::interval END,
+        SET {count_attempt("t")},
             last_attempt_at = now()
-        WHERE t.locked_until IS NULL OR t.locked_until <= now()
+        WHERE {not_locked("t")}
         RETURNING failed_attempts
         """,
         ssn,
@@ -105,29 +99,27 @@ async def set_password(conn: asyncpg.Connection, ssn: str, password_hash: str) -
 
 async def set_chosen_password(conn: asyncpg.Connection, ssn: str, password_hash: str) -> None:
     """A password that needs no change (as if the holder had chosen it), unlocked."""
-    await conn.execute(
-        """
-        INSERT INTO cardholder_credentials (ssn, password_hash, must_change) VALUES ($1, $2, false)
-        ON CONFLICT (ssn) DO UPDATE
-        SET password_hash = EXCLUDED.password_hash, must_change = false, failed_attempts = 0,
-            locked_until = NULL, changed_at = now()
-        """,
-        ssn,
-        password_hash,
-    )
+    await _put_password(conn, ssn, password_hash, must_change=False)
 
 
 async def reset_to_initial(conn: asyncpg.Connection, ssn: str, password_hash: str) -> None:
     """Counter reset: back to a first password, unlocked, to be changed at next login."""
+    await _put_password(conn, ssn, password_hash, must_change=True)
+
+
+async def _put_password(
+    conn: asyncpg.Connection, ssn: str, password_hash: str, *, must_change: bool
+) -> None:
     await conn.execute(
         """
-        INSERT INTO cardholder_credentials (ssn, password_hash, must_change) VALUES ($1, $2, true)
+        INSERT INTO cardholder_credentials (ssn, password_hash, must_change) VALUES ($1, $2, $3)
         ON CONFLICT (ssn) DO UPDATE
-        SET password_hash = EXCLUDED.password_hash, must_change = true, failed_attempts = 0,
-            locked_until = NULL, changed_at = now()
+        SET password_hash = EXCLUDED.password_hash, must_change = EXCLUDED.must_change,
+            failed_attempts = 0, locked_until = NULL, changed_at = now()
         """,
         ssn,
         password_hash,
+        must_change,
     )
 
 

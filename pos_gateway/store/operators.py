@@ -6,6 +6,8 @@ from datetime import timedelta
 
 import asyncpg
 
+from pos_gateway.store.lockout import count_attempt, not_locked
+
 _COLUMNS = "username, password_hash, must_change, disabled, failed_attempts, locked_until"
 
 
@@ -69,11 +71,8 @@ async def reserve_attempt(
     return await conn.fetchrow(
         f"""
         UPDATE operators
-        SET failed_attempts = CASE WHEN locked_until IS NOT NULL THEN 1
-                                   ELSE LEAST(failed_attempts + 1, 1000) END,
-            locked_until = CASE WHEN locked_until IS NULL AND failed_attempts + 1 >= $2
-                                THEN now() + $3::interval END
-        WHERE username = $1 AND NOT disabled AND (locked_until IS NULL OR locked_until <= now())
+        SET {count_attempt()}
+        WHERE username = $1 AND NOT disabled AND {not_locked()}
         RETURNING {_COLUMNS}
         """,
         username,

@@ -7,6 +7,8 @@ from datetime import datetime
 
 import asyncpg
 
+from pos_gateway.store.reports import STATEMENT_LINES
+
 
 def _literal_like(text: str) -> str:
     """LIKE's own wildcards in a typed name are matched literally."""
@@ -88,17 +90,14 @@ async def employers(conn: asyncpg.Connection | asyncpg.Pool, limit: int) -> list
     )
 
 
-_PERIOD_STATEMENT = """
-SELECT j.entry_id, j.kind, j.amount, j.balance_after, j.created_at, j.reference,
-       j.terminal_id, j.merchant_id, m.name AS merchant_name, t.rrn
-FROM journal j
-LEFT JOIN merchants m ON m.merchant_id = j.merchant_id
-LEFT JOIN transactions t ON t.transaction_id = j.transaction_id
-WHERE j.account_id = $1 AND j.created_at >= $2 AND j.created_at < $3
+_PERIOD_STATEMENT = (
+    STATEMENT_LINES
+    + """WHERE j.account_id = $1 AND j.created_at >= $2 AND j.created_at < $3
   AND ($4::bigint IS NULL OR j.entry_id > $4)
 ORDER BY j.entry_id
 LIMIT $5
 """
+)
 
 
 async def statement_period(

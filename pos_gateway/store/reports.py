@@ -6,19 +6,25 @@ from datetime import date
 
 import asyncpg
 
-_STATEMENT = """
+# The statement's lines, the same for the paged statement (here) and the period one
+# (store/pages.py).
+STATEMENT_LINES = """
 SELECT j.entry_id, j.kind, j.amount, j.balance_after, j.created_at, j.reference,
        j.terminal_id, j.merchant_id, m.name AS merchant_name, t.rrn
 FROM journal j
 LEFT JOIN merchants m ON m.merchant_id = j.merchant_id
 LEFT JOIN transactions t ON t.transaction_id = j.transaction_id
--- One range on the primary key, no OR: with `$2 IS NULL OR entry_id < $2` the scan
+"""
+_STATEMENT = (
+    STATEMENT_LINES
+    + """-- One range on the primary key, no OR: with `$2 IS NULL OR entry_id < $2` the scan
 -- started at the newest entry and filtered its way down (11 ms at the far end of 10^5
 -- entries against 1 ms for page 1; bench --scale).
 WHERE j.account_id = $1 AND j.entry_id < coalesce($2::bigint, 9223372036854775807)
 ORDER BY j.entry_id DESC
 LIMIT $3
 """
+)
 
 
 async def statement_page(

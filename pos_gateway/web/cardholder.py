@@ -27,22 +27,21 @@ from pos_gateway.services.cardholder import CardholderService, Session
 from pos_gateway.services.insurance import InsuranceService
 from pos_gateway.services.pages import PeriodStatement
 from pos_gateway.services.reports import MAX_PAGE
-from pos_gateway.store.database import database_unavailable
 from pos_gateway.web.core import (
-    SESSION_TOKEN,
     Handler,
+    answer_page,
     clear_session_cookie,
-    error_page,
     error_text,
     field,
-    finish,
+    load_session,
+    new_password,
+    new_pin,
     read_form,
     redirect,
     render,
     request_id,
     services,
     set_session_cookie,
-    unexpected_error_page,
 )
 
 routes = web.RouteTableDef()
@@ -73,41 +72,25 @@ def cardholder_page(
     every post before the handler runs, errors as a page in words, and the headers."""
 
     def wrap(handler: Handler) -> Handler:
+        async def answer(request: web.Request) -> web.StreamResponse:
+            await load_session(request, COOKIE, _cardholder(request).authenticate, SESSION)
+            if SESSION not in request and not public:
+                if request.method == "POST":
+                    raise NotAuthenticated("log in again", code="no_session")
+                return redirect("/")
+            if (
+                SESSION in request
+                and request[SESSION].password_change_required
+                and not before_password_change
+                and not public
+            ):
+                return redirect("/password")
+            if request.method == "POST":
+                request[FORM] = dict(await read_form(request))
+            return await handler(request)
+
         async def checked(request: web.Request) -> web.StreamResponse:
-            try:
-                token = request.cookies.get(COOKIE, "")
-                if token:
-                    try:
-                        session = await _cardholder(request).authenticate(token)
-                    except NotAuthenticated:
-                        session = None
-                    if session is not None:
-                        request[SESSION] = session
-                        request[SESSION_TOKEN] = token
-                if SESSION not in request and not public:
-                    if request.method == "POST":
-                        raise NotAuthenticated("log in again", code="no_session")
-                    response: web.StreamResponse = redirect("/")
-                elif (
-                    SESSION in request
-                    and request[SESSION].password_change_required
-                    and not before_password_change
-                    and not public
-                ):
-                    response = redirect("/password")
-                else:
-                    if request.method == "POST":
-                        request[FORM] = dict(await read_form(request))
-                    response = await handler(request)
-            except DomainError as exc:
-                response = error_page(request, exc, back)
-            except web.HTTPException:
-                raise
-            except Exception as exc:
-                if database_unavailable(exc):
-                    raise  # the gateway's own 503 answer
-                response = unexpected_error_page(request, back)
-            return finish(request, response)
+            return await answer_page(request, back, lambda: answer(request))
 
         checked.page_access = "public" if public else "cardholder"  # type: ignore[attr-defined]
         return not_api("an HTML page of the cardholder (DESIGN §11)")(checked)
@@ -178,9 +161,7 @@ async def password_form(request: web.Request) -> web.StreamResponse:
 @cardholder_page(before_password_change=True, back="/password")
 async def change_password(request: web.Request) -> web.StreamResponse:
     form = _form(request)
-    new = field(form, "new_password", 64)
-    if new != field(form, "new_password_again", 64):
-        raise InvalidInput("the new passwords differ", code="password_mismatch")
+    new = new_password(form)
     session = _session(request)
     await _cardholder(request).change_password(
         session, field(form, "old_password", 64), new, actor=_actor(request, session.ssn)
@@ -341,12 +322,10 @@ async def pin_form(request: web.Request) -> web.StreamResponse:
 @cardholder_page(back="/pin")
 async def change_pin(request: web.Request) -> web.StreamResponse:
     form = _form(request)
-    new_pin = field(form, "new_pin", 12)
-    if new_pin != field(form, "new_pin_again", 12):
-        raise InvalidInput("the new PINs differ", code="pin_mismatch")
+    pin = new_pin(form)
     ssn = _session(request).ssn
     await _cardholder(request).change_pin(
-        ssn, _card_id(form), field(form, "old_pin", 12), new_pin, actor=_actor(request, ssn)
+        ssn, _card_id(form), field(form, "old_pin", 12), pin, actor=_actor(request, ssn)
     )
     return render(request, "me/done.html", {"what": "pin"})
 

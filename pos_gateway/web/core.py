@@ -8,7 +8,7 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp_jinja2
 import structlog
@@ -16,14 +16,16 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from pos_gateway.domain.display import format_cny, format_time
-from pos_gateway.errors import DomainError, InvalidInput, NotPermitted
+from pos_gateway.errors import DomainError, InvalidInput, NotAuthenticated, NotPermitted
 from pos_gateway.http.errors import status_of
 from pos_gateway.services.operators import OperatorService
 from pos_gateway.services.pages import PageQueries
+from pos_gateway.store.database import database_unavailable
 from pos_gateway.web.i18n import EN, N_, negotiate, translations
 
 log = structlog.get_logger("pos_gateway.web")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
 CSRF_FIELD = "csrf"
 PRE_SESSION_COOKIE = "pos_csrf"
 # Content-Security-Policy: no script at all, styles only from our own file, no framing.
@@ -124,6 +126,23 @@ def field(form: Mapping[str, Any], name: str, max_len: int = 200) -> str:
     if not isinstance(value, str) or len(value) > max_len:
         raise InvalidInput(f"{name} is too long", code="malformed_request")
     return value.strip()
+
+
+def new_password(form: Mapping[str, Any]) -> str:
+    """The new password, typed twice alike."""
+    return _typed_twice(form, "new_password", 64, "the new passwords differ", "password_mismatch")
+
+
+def new_pin(form: Mapping[str, Any]) -> str:
+    """The new PIN, typed twice alike."""
+    return _typed_twice(form, "new_pin", 12, "the new PINs differ", "pin_mismatch")
+
+
+def _typed_twice(form: Mapping[str, Any], name: str, max_len: int, message: str, code: str) -> str:
+    value = field(form, name, max_len)
+    if value != field(form, f"{name}_again", max_len):
+        raise InvalidInput(message, code=code)
+    return value
 
 
 # Cookies and headers --------------------------------------------------------------------
@@ -272,6 +291,45 @@ def unexpected_error_page(request: web.Request, back: str) -> web.Response:
         {"message": gettext_for(request)(GENERIC_ERROR), "detail": None, "back": back},
         status=500,
     )
+
+
+# The guard of the cardholder's and the office's pages -------------------------------------
+
+
+async def load_session(
+    request: web.Request,
+    cookie: str,
+    authenticate: Callable[[str], Awaitable[T]],
+    key: web.RequestKey[T],
+) -> None:
+    """The session of the cookie's token into request[key] while it is open; an unknown,
+    expired or ended one is no session."""
+    token = request.cookies.get(cookie, "")
+    if not token:
+        return
+    try:
+        request[key] = await authenticate(token)
+    except NotAuthenticated:
+        return
+    request[SESSION_TOKEN] = token
+
+
+async def answer_page(
+    request: web.Request, back: str, answer: Callable[[], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """The page `answer` gives, errors as a page in words (a database outage stays the
+    gateway's own 503), and the headers of every page."""
+    try:
+        response = await answer()
+    except DomainError as exc:
+        response = error_page(request, exc, back)
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        if database_unavailable(exc):
+            raise  # the gateway's own 503 answer
+        response = unexpected_error_page(request, back)
+    return finish(request, response)
 
 
 def request_id() -> str | None:

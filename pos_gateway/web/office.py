@@ -32,22 +32,21 @@ from pos_gateway.services.admin import AdminService, checked_ssn
 from pos_gateway.services.cardholder import CardholderService
 from pos_gateway.services.insurance import InsuranceService
 from pos_gateway.services.operators import OperatorService, OperatorSession
-from pos_gateway.store.database import database_unavailable
 from pos_gateway.web.core import (
-    SESSION_TOKEN,
     Handler,
+    answer_page,
     clear_session_cookie,
-    error_page,
     error_text,
     field,
-    finish,
+    load_session,
+    new_password,
+    new_pin,
     read_form,
     redirect,
     render,
     request_id,
     services,
     set_session_cookie,
-    unexpected_error_page,
 )
 
 routes = web.RouteTableDef()
@@ -80,40 +79,28 @@ def _access(request: web.Request, handler: Handler) -> Any:
 async def office_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.match_info.http_exception is not None:
         return await handler(request)  # 404 / 405 as usual
-    try:
+
+    async def answer() -> web.StreamResponse:
         access = _access(request, handler)
         if access is None:
             raise NotPermitted("no access declared for this page", code="role_required")
-        token = request.cookies.get(COOKIE, "")
-        if token:
-            try:
-                request[SESSION] = await _operators(request).authenticate(token)
-                request[SESSION_TOKEN] = token
-            except NotAuthenticated:
-                pass
+        await load_session(request, COOKIE, _operators(request).authenticate, SESSION)
         session = request.get(SESSION)
         if access != PUBLIC:
             if session is None:
                 if request.method == "POST":
                     raise NotAuthenticated("log in again", code="no_session")
-                return finish(request, redirect(COOKIE_PATH))
+                return redirect(COOKIE_PATH)
             if access != ANY_ROLE:
                 if not set(session.roles) & set(access):
                     raise NotPermitted("role required", code="role_required")
                 if session.must_change_password:
-                    return finish(request, redirect(COOKIE_PATH + "password"))
+                    return redirect(COOKIE_PATH + "password")
         if request.method == "POST":
             request[FORM] = dict(await read_form(request))
-        response = await handler(request)
-    except DomainError as exc:
-        response = error_page(request, exc, COOKIE_PATH)
-    except web.HTTPException:
-        raise
-    except Exception as exc:
-        if database_unavailable(exc):
-            raise  # the gateway's own 503 answer
-        response = unexpected_error_page(request, COOKIE_PATH)
-    return finish(request, response)
+        return await handler(request)
+
+    return await answer_page(request, COOKIE_PATH, answer)
 
 
 def office_app() -> web.Application:
@@ -265,9 +252,7 @@ async def password_form(request: web.Request) -> web.StreamResponse:
 @office(ANY_ROLE)
 async def change_password(request: web.Request) -> web.StreamResponse:
     form = _form(request)
-    new = field(form, "new_password", 64)
-    if new != field(form, "new_password_again", 64):
-        raise InvalidInput("the new passwords differ", code="password_mismatch")
+    new = new_password(form)
     try:
         await _operators(request).change_password(
             _session(request), field(form, "old_password", 64), new, actor=_actor(request)
@@ -315,11 +300,9 @@ async def pin_reset(request: web.Request) -> web.StreamResponse:
     ssn = _ssn_path(request)
     _typed_ssn_matches(request, ssn)
     form = _form(request)
-    new_pin = field(form, "new_pin", 12)
-    if new_pin != field(form, "new_pin_again", 12):
-        raise InvalidInput("the new PINs differ", code="pin_mismatch")
+    pin = new_pin(form)
     pan = await _card_of(request, ssn)
-    await _admin(request).reset_pin(pan, ssn, new_pin, actor=_actor(request))
+    await _admin(request).reset_pin(pan, ssn, pin, actor=_actor(request))
     return _page(request, "office/done.html", what="pin_reset", ssn=ssn)
 
 
