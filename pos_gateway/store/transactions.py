@@ -346,6 +346,12 @@ async def record_reversal(
     its commit, so it is found and reversed."""
     try:
         async with pool.acquire() as conn, conn.transaction():
+            # The terminal first, as the insert's trigger takes it (002_lifecycle.sql): a
+            # batch close in progress is waited for here, so the open batch read below is
+            # the one after it, and a purchase the close counted is never reversed.
+            await conn.execute(
+                "SELECT 1 FROM terminals WHERE terminal_id = $1 FOR KEY SHARE", key.terminal_id
+            )
             # An itemised purchase's person is locked before its row and its account (§10
             # lock order, the one an itemised refund takes too). Imported here: settlement
             # builds on this module.
