@@ -120,3 +120,44 @@ async def test_reversal_racing_the_batch_close_never_reverses_a_closed_purchase(
     # The closed batch still holds what it was closed with.
     recount = await db.fetchrow(batches._TOTALS, terminal_id, 1)
     assert (recount["purchases_count"], recount["purchases_amount"]) == (1, 1250)
+
+
+async def test_a_right_pin_dropped_from_the_group_commit_queue_gives_its_try_back(
+    aiohttp_client, settings: Settings, db
+) -> None:
+    """A purchase whose PIN was right but which its deadline took out of the group-commit
+    queue before any write (answered 91) must not leave its PIN try counted: three such
+    91s in a slow spell would lock a card nobody typed a wrong PIN on."""
+    app = create_app(
+        dataclasses.replace(settings, request_deadline_s=2.0, group_commit_flushers=1)
+    )
+    world = World(await aiohttp_client(app), settings)
+    merchant = await world.merchant()
+    first, second = await world.terminal(merchant), await world.terminal(merchant)
+    busy, card = await world.card(balance=10_000), await world.card(balance=10_000)
+
+    held = db.transaction()
+    await held.start()
+    # The flusher's write of `busy` waits for this lock; `card` queues behind it.
+    await db.execute(
+        "SELECT 1 FROM individual_accounts WHERE account_id = $1 FOR UPDATE", busy["account_id"]
+    )
+    writing = asyncio.create_task(
+        first.transact("purchase", pan=busy["pan"], pin=busy["pin"], amount=100)
+    )
+    await _wait_blocked_by(db, await db.fetchval("SELECT pg_backend_pid()"))
+    _, queued = await second.transact("purchase", pan=card["pan"], pin=card["pin"], amount=100)
+    assert queued.body["response_code"] == "91", queued.body
+    await held.rollback()
+    await writing
+    failures = None
+    for _ in range(1000):
+        failures = await db.fetchval("SELECT pin_failures FROM cards WHERE pan = $1", card["pan"])
+        if failures == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert failures == 0
+    assert await db.fetchval(
+        "SELECT count(*) FROM transactions WHERE card_id = (SELECT card_id FROM cards"
+        " WHERE pan = $1)", card["pan"],
+    ) == 0  # fmt: skip
