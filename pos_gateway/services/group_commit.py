@@ -68,6 +68,7 @@ class GroupCommitter:
         # them all, so none hangs when the gateway stops.
         self._waiting: set[asyncio.Future[StoredAnswer]] = set()
         self._closed = False
+        self._releasing: set[asyncio.Task[None]] = set()  # tries given back (submit)
         self.batches = 0
         self.requests = 0
 
@@ -92,7 +93,19 @@ class GroupCommitter:
             pending.futures.remove(future)
             if not pending.futures and self._queue.get(request.key) is pending:
                 del self._queue[request.key]
+                if request.pin_try:
+                    # Its PIN was right and no write will forgive the try it counted:
+                    # given back, so answers of 91 in a slow spell never lock a card.
+                    release = asyncio.create_task(self._release_try(request.card_id))
+                    self._releasing.add(release)
+                    release.add_done_callback(self._releasing.discard)
             raise
+
+    async def _release_try(self, card_id: int) -> None:
+        try:
+            await store.release_pin_try(self._pool, card_id)
+        except Exception as exc:  # the database is why it was dropped: the try stays
+            log.warning("pin_try_not_released", error=type(exc).__name__)
 
     async def _run(self) -> None:
         while True:

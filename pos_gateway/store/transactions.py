@@ -267,8 +267,13 @@ FOR NO KEY UPDATE
 # already reversed) is acknowledged with nothing to do.
 _REVERSAL = f"""
 WITH target AS (
-    SELECT transaction_id, txn_type, response_code, batch_no, reversed, refunded_amount
-    FROM transactions
+    SELECT transaction_id, txn_type, response_code, batch_no, reversed, refunded_amount,
+           -- An itemised purchase refunded whole whose account paid nothing keeps
+           -- refunded_amount at 0: its split, given back, tells of the refund.
+           EXISTS (SELECT 1 FROM settlement_splits s
+                   WHERE s.transaction_id = t.transaction_id AND s.undone_by IS NOT NULL)
+               AS undone
+    FROM transactions t
     WHERE terminal_id = $1 AND local_date = $9 AND stan = $7
 ), open_batch AS (
     SELECT current_batch FROM terminals WHERE terminal_id = $1
@@ -277,6 +282,7 @@ WITH target AS (
     WHERE terminal_id = $1 AND local_date = $9 AND stan = $7
       AND txn_type = 'purchase' AND response_code = '00' AND NOT reversed
       AND refunded_amount = 0 AND batch_no = (SELECT current_batch FROM open_batch)
+      AND NOT (SELECT undone FROM target)
     RETURNING transaction_id, account_id, card_id, amount - refunded_amount AS unreturned
 ), credit AS (
     UPDATE individual_accounts a SET balance = a.balance + o.unreturned
@@ -290,7 +296,7 @@ WITH target AS (
             THEN '12'
         WHEN EXISTS (SELECT 1 FROM target
                      WHERE response_code = '00' AND txn_type = 'purchase' AND NOT reversed
-                       AND refunded_amount > 0)
+                       AND (refunded_amount > 0 OR undone))
             THEN '12'
         WHEN EXISTS (SELECT 1 FROM target
                      WHERE response_code = '00' AND txn_type = 'purchase'
@@ -340,6 +346,12 @@ async def record_reversal(
     its commit, so it is found and reversed."""
     try:
         async with pool.acquire() as conn, conn.transaction():
+            # The terminal first, as the insert's trigger takes it (002_lifecycle.sql): a
+            # batch close in progress is waited for here, so the open batch read below is
+            # the one after it, and a purchase the close counted is never reversed.
+            await conn.execute(
+                "SELECT 1 FROM terminals WHERE terminal_id = $1 FOR KEY SHARE", key.terminal_id
+            )
             # An itemised purchase's person is locked before its row and its account (§10
             # lock order, the one an itemised refund takes too). Imported here: settlement
             # builds on this module.

@@ -1,0 +1,163 @@
+"""Money-path review findings (r1): each test pins a defect found after the merges."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import asyncpg
+import pytest
+
+from pos_gateway.app import create_app
+from pos_gateway.settings import Settings
+from pos_gateway.store import batches
+
+from .conftest import World
+from .test_settlement import (
+    accumulators,
+    catalogue,
+    covered_card,
+    fund_owed,
+    itemised,
+    items,
+    set_policies,
+)
+
+pytestmark = pytest.mark.usefixtures("ledger_clean")
+
+
+async def test_reversal_of_a_refunded_itemised_purchase_with_no_account_part_is_12(
+    world: World, db
+) -> None:
+    """A refund of an itemised purchase the account paid nothing of leaves refunded_amount
+    at 0; the reversal must still see the refund and decline (12), not acknowledge."""
+    await set_policies(world, deductible=0)
+    codes = await catalogue(world)
+    merchant = await world.merchant()
+    terminal = await world.terminal(merchant)
+    card = await covered_card(world)
+    body, bought = await itemised(terminal, card, items((codes["A"], 1, 10_000)), account_max=0)
+    assert bought.body["response_code"] == "00", bought.body
+    assert (bought.body["split"]["account"], bought.body["split"]["cash"]) == (0, 3000)
+    _, refund = await terminal.transact("refund", original_rrn=bought.body["rrn"], amount=10_000)
+    assert refund.body["response_code"] == "00", refund.body
+    _, reversal = await terminal.transact("reversal", original_stan=body["stan"])
+    assert reversal.body["response_code"] == "12", reversal.body
+    assert not await db.fetchval(
+        "SELECT reversed FROM transactions WHERE rrn = $1", bought.body["rrn"]
+    )
+    assert await accumulators(db, card["ssn"]) == (0, 0)
+    assert await fund_owed(db, merchant) == 0
+
+
+async def _blocked_by(db, blocker: int) -> int | None:
+    """The backend (of this database) waiting for a lock `blocker` holds, if any."""
+    return await db.fetchval(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        " AND $1 = ANY(pg_blocking_pids(pid)) LIMIT 1",
+        blocker,
+    )
+
+
+async def _wait_blocked_by(db, blocker: int) -> int:
+    for _ in range(2000):
+        pid = await _blocked_by(db, blocker)
+        if pid is not None:
+            return pid
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"nothing waited for backend {blocker}")
+
+
+@pytest.fixture
+async def patient_world(aiohttp_client, settings: Settings) -> World:
+    """A gateway whose deadline outlasts the lock waits a test sets up on purpose."""
+    app = create_app(dataclasses.replace(settings, request_deadline_s=60.0))
+    return World(await aiohttp_client(app), settings)
+
+
+async def test_reversal_racing_the_batch_close_never_reverses_a_closed_purchase(
+    patient_world: World, db, database_url: str
+) -> None:
+    """A reversal that read the open batch before a close committed must not reverse a
+    purchase that close counted: the closed batch's figures would no longer be its
+    purchases, and the card would get back money the merchant is settled for."""
+    world = patient_world
+    terminal = await world.terminal()
+    card = await world.card(balance=10_000)
+    body, bought = await terminal.transact("purchase", pan=card["pan"], pin=card["pin"],
+                                           amount=1250)  # fmt: skip
+    assert bought.body["response_code"] == "00"
+    terminal_id = terminal.config.terminal_id
+    figures = {"count": 1, "amount": 1250}
+    none = {"count": 0, "amount": 0}
+
+    gate = await asyncpg.connect(database_url)
+    try:
+        # The close takes the terminal, counts the purchase, and waits here to write its row.
+        gate_tx = gate.transaction()
+        await gate_tx.start()
+        # (A table lock: a row of its own would take the terminal before the close does.)
+        await gate.execute("LOCK TABLE batches IN SHARE MODE")
+        closing = asyncio.create_task(terminal.close_batch(1, figures, none))
+        close_pid = await _wait_blocked_by(db, gate.get_server_pid())
+        reversing = asyncio.create_task(
+            terminal.transact("reversal", original_stan=body["stan"])
+        )
+        await _wait_blocked_by(db, close_pid)
+        await gate_tx.rollback()
+    finally:
+        await gate.close()
+    _, closed = await closing
+    _, reversal = await reversing
+    assert closed.body["in_balance"] is True, closed.body
+    assert reversal.body["response_code"] == "12", reversal.body
+    assert not await db.fetchval(
+        "SELECT reversed FROM transactions WHERE rrn = $1", bought.body["rrn"]
+    )
+    assert await db.fetchval(
+        "SELECT balance FROM individual_accounts WHERE account_id = $1", card["account_id"]
+    ) == 10_000 - 1250
+    # The closed batch still holds what it was closed with.
+    recount = await db.fetchrow(batches._TOTALS, terminal_id, 1)
+    assert (recount["purchases_count"], recount["purchases_amount"]) == (1, 1250)
+
+
+async def test_a_right_pin_dropped_from_the_group_commit_queue_gives_its_try_back(
+    aiohttp_client, settings: Settings, db
+) -> None:
+    """A purchase whose PIN was right but which its deadline took out of the group-commit
+    queue before any write (answered 91) must not leave its PIN try counted: three such
+    91s in a slow spell would lock a card nobody typed a wrong PIN on."""
+    app = create_app(
+        dataclasses.replace(settings, request_deadline_s=2.0, group_commit_flushers=1)
+    )
+    world = World(await aiohttp_client(app), settings)
+    merchant = await world.merchant()
+    first, second = await world.terminal(merchant), await world.terminal(merchant)
+    busy, card = await world.card(balance=10_000), await world.card(balance=10_000)
+
+    held = db.transaction()
+    await held.start()
+    # The flusher's write of `busy` waits for this lock; `card` queues behind it.
+    await db.execute(
+        "SELECT 1 FROM individual_accounts WHERE account_id = $1 FOR UPDATE", busy["account_id"]
+    )
+    writing = asyncio.create_task(
+        first.transact("purchase", pan=busy["pan"], pin=busy["pin"], amount=100)
+    )
+    await _wait_blocked_by(db, await db.fetchval("SELECT pg_backend_pid()"))
+    _, queued = await second.transact("purchase", pan=card["pan"], pin=card["pin"], amount=100)
+    assert queued.body["response_code"] == "91", queued.body
+    await held.rollback()
+    await writing
+    failures = None
+    for _ in range(1000):
+        failures = await db.fetchval("SELECT pin_failures FROM cards WHERE pan = $1", card["pan"])
+        if failures == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert failures == 0
+    assert await db.fetchval(
+        "SELECT count(*) FROM transactions WHERE card_id = (SELECT card_id FROM cards"
+        " WHERE pan = $1)", card["pan"],
+    ) == 0  # fmt: skip
