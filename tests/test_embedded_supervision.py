@@ -122,7 +122,8 @@ async def test_serve_restarts_its_database_after_a_crash(
                 await asyncio.sleep(0.2)
             restarted = postmaster_pid(data_dir)
     finally:
-        assert gateway.stop() == 0
+        stopped = gateway.stop()
+        assert stopped == 0, gateway.log_tail()
 
     # While the database is down the answer is 91 (the terminal reverses), never a 5xx or
     # a 96; then the gateway, with no other command run, serves again on a new server.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,12 @@ import structlog
 
 DATABASE = "pos"
 log = structlog.get_logger("pos_gateway.embedded")
+
+# The library's lock is an inter-process file lock whose "acquired" state is per object,
+# not per thread: the supervisor's restart (on a worker thread) and the stop at shutdown
+# (on another) must not hold it at once, or the stop fails to release it and the gateway
+# exits 1. Everything here that takes that lock takes this one first.
+_IN_PROCESS = threading.Lock()
 
 
 def _library() -> Any:
@@ -53,9 +60,10 @@ def start_embedded(data_dir: Path) -> tuple[Any, str]:
     pgdata.mkdir(exist_ok=True)
     # The library's constructor adds this process to the list; prune first, so a pid left
     # by a killed process cannot make a later clean exit look like "not the last one".
-    with library.postgres_server.PostgresServer._lock:
-        _prune_dead_handles(library.utils.DiskList(pgdata / ".handle_pids.json"))
-    server = library.get_server(pgdata, cleanup_mode="stop")
+    with _IN_PROCESS:
+        with library.postgres_server.PostgresServer._lock:
+            _prune_dead_handles(library.utils.DiskList(pgdata / ".handle_pids.json"))
+        server = library.get_server(pgdata, cleanup_mode="stop")
     return server, server.get_uri(database=DATABASE)
 
 
@@ -71,7 +79,7 @@ def restart_if_down(server: Any) -> bool:
     the cluster exactly one starts it."""
     if postmaster_running(server):
         return False
-    with server._lock:
+    with _IN_PROCESS, server._lock:
         if postmaster_running(server):
             return False
         server.ensure_postgres_running()
@@ -110,12 +118,13 @@ def stop_embedded(server: Any) -> None:
     """Release this process's handle; the server stops when no other live process holds
     one (pids of killed processes do not count)."""
     library = _library()
-    with server._lock:
-        _prune_dead_handles(server.global_process_id_list)
-        # The postmaster may have been restarted (by this process or another) since this
-        # handle was made: stop the one running now, not the one recorded then.
-        info = library.utils.PostmasterInfo.read_from_pgdata(server.pgdata)
-        if info is not None and info.is_running():
-            server._postmaster_info = info
-    with contextlib.suppress(FileNotFoundError):
-        server.cleanup()
+    with _IN_PROCESS:  # waits for a restart in progress on the supervisor's thread
+        with server._lock:
+            _prune_dead_handles(server.global_process_id_list)
+            # The postmaster may have been restarted (by this process or another) since
+            # this handle was made: stop the one running now, not the one recorded then.
+            info = library.utils.PostmasterInfo.read_from_pgdata(server.pgdata)
+            if info is not None and info.is_running():
+                server._postmaster_info = info
+        with contextlib.suppress(FileNotFoundError):
+            server.cleanup()
