@@ -161,3 +161,56 @@ async def test_a_right_pin_dropped_from_the_group_commit_queue_gives_its_try_bac
         "SELECT count(*) FROM transactions WHERE card_id = (SELECT card_id FROM cards"
         " WHERE pan = $1)", card["pan"],
     ) == 0  # fmt: skip
+
+
+async def test_a_reversal_whose_original_arrives_while_it_waits_locks_the_person_first(
+    patient_world: World, db, database_url: str
+) -> None:
+    """The reversal that finds its original only after its reservation waited for it must
+    take the person before the purchase row, as an itemised refund does (person, then
+    row): the other order deadlocks against a refund of that purchase."""
+    world = patient_world
+    await set_policies(world, deductible=0)
+    codes = await catalogue(world)
+    merchant = await world.merchant()
+    terminal = await world.terminal(merchant)
+    card = await covered_card(world)
+    body, bought = await itemised(terminal, card, items((codes["A"], 1, 10_000)))
+    assert bought.body["response_code"] == "00", bought.body
+    late_stan = f"{(int(body['stan']) + 500_000) % 1_000_000:06d}"
+
+    arriving = await asyncpg.connect(database_url)
+    refund = await asyncpg.connect(database_url)
+    try:
+        # The purchase "arrives" under a STAN the reversal looks for: moved in a
+        # transaction the reversal's reservation has to wait for.
+        arriving_tx = arriving.transaction()
+        await arriving_tx.start()
+        await arriving.execute(
+            "UPDATE transactions SET stan = $2 WHERE rrn = $1", bought.body["rrn"], late_stan
+        )
+        reversing = asyncio.create_task(terminal.transact("reversal", original_stan=late_stan))
+        await _wait_blocked_by(db, arriving.get_server_pid())
+        # A refund of it holds the person (its first lock) ...
+        refund_tx = refund.transaction()
+        await refund_tx.start()
+        await refund.execute(
+            "SELECT 1 FROM fund_accumulators WHERE ssn = $1 FOR UPDATE", card["ssn"]
+        )
+        await arriving_tx.commit()
+        await _wait_blocked_by(db, refund.get_server_pid())
+        # ... and then takes the purchase row: free, the reversal waits without it.
+        await refund.execute(
+            "SELECT 1 FROM transactions WHERE rrn = $1 FOR NO KEY UPDATE", bought.body["rrn"]
+        )
+        await refund_tx.rollback()
+    finally:
+        await arriving.close()
+        await refund.close()
+    _, reversal = await reversing
+    assert reversal.body["response_code"] == "00", reversal.body
+    assert await db.fetchval("SELECT reversed FROM transactions WHERE rrn = $1", bought.body["rrn"])
+    assert await db.fetchval(
+        "SELECT balance FROM individual_accounts WHERE account_id = $1", card["account_id"]
+    ) == 100_000
+    assert await accumulators(db, card["ssn"]) == (0, 0)

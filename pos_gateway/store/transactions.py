@@ -368,14 +368,13 @@ async def record_reversal(
                     await conn.fetchval(
                         _BLOCK_ORIGINAL, key.terminal_id, day, original_stan, merchant_id
                     )
+                # It may have arrived meanwhile: its person before its row, as above.
+                await settlement.lock_person_for_reversal(
+                    conn, key.terminal_id, original_stan, original_dates
+                )
                 found = await conn.fetchval(
                     _FIND_ORIGINAL, key.terminal_id, original_stan, original_dates
                 )
-                if found is not None:
-                    # It arrived meanwhile: its person too, before the account.
-                    await settlement.lock_person_for_reversal(
-                        conn, key.terminal_id, original_stan, [found]
-                    )
             original_date = found or original_dates[0]
             row = await conn.fetchrow(
                 _REVERSAL, *_key_args(key), request_hash, txn_type, merchant_id,
