@@ -214,3 +214,46 @@ async def test_a_reversal_whose_original_arrives_while_it_waits_locks_the_person
         "SELECT balance FROM individual_accounts WHERE account_id = $1", card["account_id"]
     ) == 100_000
     assert await accumulators(db, card["ssn"]) == (0, 0)
+
+
+async def test_a_refund_that_loses_the_race_to_a_reversal_is_12(
+    patient_world: World, db, database_url: str
+) -> None:
+    """A refund that waited for a reversal of the same purchase finds it reversed: 12
+    (the original is reversed), not 13, and no money moves."""
+    world = patient_world
+    terminal = await world.terminal()
+    card = await world.card(balance=10_000)
+    body, bought = await terminal.transact("purchase", pan=card["pan"], pin=card["pin"],
+                                           amount=1250)  # fmt: skip
+    assert bought.body["response_code"] == "00"
+
+    gate = await asyncpg.connect(database_url)
+    try:
+        # The reversal takes the purchase row, then waits here for the account.
+        gate_tx = gate.transaction()
+        await gate_tx.start()
+        await gate.execute(
+            "SELECT 1 FROM individual_accounts WHERE account_id = $1 FOR UPDATE",
+            card["account_id"],
+        )
+        reversing = asyncio.create_task(terminal.transact("reversal", original_stan=body["stan"]))
+        reversal_pid = await _wait_blocked_by(db, gate.get_server_pid())
+        refunding = asyncio.create_task(
+            terminal.transact("refund", original_rrn=bought.body["rrn"], amount=1250)
+        )
+        await _wait_blocked_by(db, reversal_pid)
+        await gate_tx.rollback()
+    finally:
+        await gate.close()
+    _, reversal = await reversing
+    _, refund = await refunding
+    assert reversal.body["response_code"] == "00", reversal.body
+    assert refund.body["response_code"] == "12", refund.body
+    row = await db.fetchrow(
+        "SELECT reversed, refunded_amount FROM transactions WHERE rrn = $1", bought.body["rrn"]
+    )
+    assert (row["reversed"], row["refunded_amount"]) == (True, 0)
+    assert await db.fetchval(
+        "SELECT balance FROM individual_accounts WHERE account_id = $1", card["account_id"]
+    ) == 10_000

@@ -83,7 +83,7 @@ async def find(pool: asyncpg.Pool, key: RequestKey) -> StoredAnswer | None:
     return StoredAnswer.from_row(row) if row else None
 
 
-async def _write(pool: asyncpg.Pool, sql: str, *args: object) -> StoredAnswer:
+async def _write(pool: asyncpg.Pool | asyncpg.Connection, sql: str, *args: object) -> StoredAnswer:
     try:
         row = await pool.fetchrow(sql, *args)
     except asyncpg.UniqueViolationError as exc:
@@ -234,10 +234,16 @@ async def record_refund(
     The claim on the original is a conditional UPDATE of its row (refunded so far + this
     refund <= its amount, not reversed), so concurrent refunds and a reversal of the same
     purchase serialize on that row and can never return more than was paid."""
-    return await _write(
-        pool, _REFUND, *_key_args(key), request_hash, txn_type, merchant_id,
-        original_rrn, amount, auth_code, pan,
-    )  # fmt: skip
+    async with pool.acquire() as conn, conn.transaction():
+        # Locked first, so _REFUND's snapshot sees a reversal that committed while this
+        # waited, and declines 12 (reversed) rather than 13 on the row as it was before.
+        await conn.execute(
+            "SELECT 1 FROM transactions WHERE rrn = $1 FOR NO KEY UPDATE", original_rrn
+        )
+        return await _write(
+            conn, _REFUND, *_key_args(key), request_hash, txn_type, merchant_id,
+            original_rrn, amount, auth_code, pan,
+        )  # fmt: skip
 
 
 _BLOCK_ORIGINAL = """
