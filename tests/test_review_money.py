@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import secrets
+from datetime import date
 
 import asyncpg
 import pytest
 
 from pos_gateway.app import create_app
+from pos_gateway.services.group_commit import GroupCommitter
 from pos_gateway.settings import Settings
 from pos_gateway.store import batches
+from pos_gateway.store.transactions import GoodPinRequest, RequestKey
 
 from .conftest import World
 from .test_settlement import (
@@ -257,3 +261,116 @@ async def test_a_refund_that_loses_the_race_to_a_reversal_is_12(
     assert await db.fetchval(
         "SELECT balance FROM individual_accounts WHERE account_id = $1", card["account_id"]
     ) == 10_000
+
+
+async def _pin_failures(db, card_id: int) -> int:
+    return await db.fetchval("SELECT pin_failures FROM cards WHERE card_id = $1", card_id)
+
+
+async def _group_commit_cards(world: World, db, n: int) -> tuple[str, str, list[dict]]:
+    """n cards whose right-PIN try is counted (as claim_pin_try left it) and a terminal."""
+    merchant = await world.merchant()
+    terminal = await world.terminal(merchant)
+    cards = [await world.card(balance=10_000) for _ in range(n)]
+    for card in cards:
+        card["card_id"] = await db.fetchval(
+            "UPDATE cards SET pin_failures = 1 WHERE pan = $1 RETURNING card_id", card["pan"]
+        )
+    return terminal.config.terminal_id, merchant, cards
+
+
+def _good_pin(terminal_id: str, merchant_id: str, card: dict, stan: str) -> GoodPinRequest:
+    return GoodPinRequest(
+        key=RequestKey(terminal_id, date.today(), stan),
+        request_hash=secrets.token_bytes(32),
+        txn_type="purchase",
+        merchant_id=merchant_id,
+        card_id=card["card_id"],
+        amount=100,
+        auth_code="123456",
+        pin_try=1,
+    )
+
+
+async def test_right_pin_tries_come_back_when_a_group_commit_write_fails_on_the_server(
+    world: World, db, database_url: str
+) -> None:
+    """A write the server refused (here: cancelled) rolled back, so its right-PIN tries
+    are given back, alone and in a batch; nothing is recorded."""
+    terminal_id, merchant, (alone, first, second) = await _group_commit_cards(world, db, 3)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    committer = GroupCommitter(pool, max_batch=8, flushers=1)
+    gate = await asyncpg.connect(database_url)
+    try:
+        gate_tx = gate.transaction()
+        await gate_tx.start()
+        await gate.execute(
+            "SELECT 1 FROM individual_accounts WHERE account_id = ANY($1::bigint[]) FOR UPDATE",
+            [alone["account_id"], second["account_id"]],
+        )
+        writing = asyncio.create_task(committer.submit(_good_pin(terminal_id, merchant, alone,
+                                                                 "000001")))  # fmt: skip
+        pid = await _wait_blocked_by(db, gate.get_server_pid())
+        batch = [
+            asyncio.create_task(committer.submit(_good_pin(terminal_id, merchant, card, stan)))
+            for card, stan in ((first, "000002"), (second, "000003"))
+        ]
+        await asyncio.sleep(0)  # both queued behind `alone`
+        await db.execute("SELECT pg_cancel_backend($1)", pid)
+        with pytest.raises(asyncpg.QueryCanceledError):
+            await writing
+        # The batch of the two waits for `second`'s account now.
+        pid = await _wait_blocked_by(db, gate.get_server_pid())
+        await db.execute("SELECT pg_cancel_backend($1)", pid)
+        outcomes = await asyncio.gather(*batch, return_exceptions=True)
+        assert all(isinstance(o, asyncpg.QueryCanceledError) for o in outcomes), outcomes
+        await gate_tx.rollback()
+    finally:
+        await gate.close()
+        await committer.close()
+        await pool.close()
+    assert [await _pin_failures(db, c["card_id"]) for c in (alone, first, second)] == [0, 0, 0]
+    assert await db.fetchval(
+        "SELECT count(*) FROM transactions WHERE terminal_id = $1", terminal_id
+    ) == 0
+
+
+async def test_right_pin_tries_come_back_for_requests_the_shutdown_drops(
+    world: World, db, database_url: str
+) -> None:
+    """close() drops the queued requests unwritten: their tries come back, as does the try
+    of a request refused after it. The batch being written may commit: its try stays."""
+    terminal_id, merchant, (busy, queued, late) = await _group_commit_cards(world, db, 3)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    committer = GroupCommitter(pool, max_batch=8, flushers=1)
+    gate = await asyncpg.connect(database_url)
+    try:
+        gate_tx = gate.transaction()
+        await gate_tx.start()
+        await gate.execute(
+            "SELECT 1 FROM individual_accounts WHERE account_id = $1 FOR UPDATE",
+            busy["account_id"],
+        )
+        writing = asyncio.create_task(committer.submit(_good_pin(terminal_id, merchant, busy,
+                                                                 "000001")))  # fmt: skip
+        await _wait_blocked_by(db, gate.get_server_pid())
+        waiting = asyncio.create_task(
+            committer.submit(_good_pin(terminal_id, merchant, queued, "000002"))
+        )
+        await asyncio.sleep(0)
+        await committer.close()
+        for task in (writing, waiting):
+            with pytest.raises(ConnectionError):
+                await task
+        with pytest.raises(ConnectionError):
+            await committer.submit(_good_pin(terminal_id, merchant, late, "000003"))
+        await gate_tx.rollback()
+    finally:
+        await gate.close()
+        await pool.close()
+    assert await _pin_failures(db, queued["card_id"]) == 0
+    assert await _pin_failures(db, late["card_id"]) == 0
+    assert await _pin_failures(db, busy["card_id"]) == 1
+    assert await db.fetchval(
+        "SELECT count(*) FROM transactions WHERE terminal_id = $1", terminal_id
+    ) == 0

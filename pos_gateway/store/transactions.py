@@ -172,6 +172,16 @@ async def release_pin_try(pool: asyncpg.Pool, card_id: int) -> None:
     )
 
 
+def nothing_written(exc: BaseException) -> bool:
+    """Whether a write that raised `exc` certainly did not commit: the server refused a
+    statement or the COMMIT over a live connection, so it rolled back. A lost connection
+    or a killed backend (08, 57P01-57P03) may have come after the COMMIT went through."""
+    if not isinstance(exc, asyncpg.PostgresError):
+        return False
+    state = exc.sqlstate or ""
+    return not state.startswith("08") and state not in ("57P01", "57P02", "57P03")
+
+
 _REFUND = f"""
 WITH original AS (
     SELECT transaction_id, txn_type, response_code, merchant_id, card_id, account_id
