@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import secrets
+from collections.abc import AsyncIterator
 from datetime import date
 
 import asyncpg
@@ -292,6 +294,23 @@ def _good_pin(terminal_id: str, merchant_id: str, card: dict, stan: str) -> Good
     )
 
 
+@contextlib.asynccontextmanager
+async def _accounts_held(database_url: str, *cards: dict) -> AsyncIterator[int]:
+    """Another connection holding these cards' account rows (as a write would) until the
+    block ends; yields its backend pid."""
+    gate = await asyncpg.connect(database_url)
+    try:
+        async with gate.transaction():
+            await gate.execute(
+                "SELECT 1 FROM individual_accounts WHERE account_id = ANY($1::bigint[])"
+                " FOR UPDATE",
+                [card["account_id"] for card in cards],
+            )
+            yield gate.get_server_pid()
+    finally:
+        await gate.close()
+
+
 async def test_right_pin_tries_come_back_when_a_group_commit_write_fails_on_the_server(
     world: World, db, database_url: str
 ) -> None:
@@ -300,33 +319,26 @@ async def test_right_pin_tries_come_back_when_a_group_commit_write_fails_on_the_
     terminal_id, merchant, (alone, first, second) = await _group_commit_cards(world, db, 3)
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
     committer = GroupCommitter(pool, max_batch=8, flushers=1)
-    gate = await asyncpg.connect(database_url)
     try:
-        gate_tx = gate.transaction()
-        await gate_tx.start()
-        await gate.execute(
-            "SELECT 1 FROM individual_accounts WHERE account_id = ANY($1::bigint[]) FOR UPDATE",
-            [alone["account_id"], second["account_id"]],
-        )
-        writing = asyncio.create_task(committer.submit(_good_pin(terminal_id, merchant, alone,
-                                                                 "000001")))  # fmt: skip
-        pid = await _wait_blocked_by(db, gate.get_server_pid())
-        batch = [
-            asyncio.create_task(committer.submit(_good_pin(terminal_id, merchant, card, stan)))
-            for card, stan in ((first, "000002"), (second, "000003"))
-        ]
-        await asyncio.sleep(0)  # both queued behind `alone`
-        await db.execute("SELECT pg_cancel_backend($1)", pid)
-        with pytest.raises(asyncpg.QueryCanceledError):
-            await writing
-        # The batch of the two waits for `second`'s account now.
-        pid = await _wait_blocked_by(db, gate.get_server_pid())
-        await db.execute("SELECT pg_cancel_backend($1)", pid)
-        outcomes = await asyncio.gather(*batch, return_exceptions=True)
-        assert all(isinstance(o, asyncpg.QueryCanceledError) for o in outcomes), outcomes
-        await gate_tx.rollback()
+        async with _accounts_held(database_url, alone, second) as gate:
+            writing = asyncio.create_task(
+                committer.submit(_good_pin(terminal_id, merchant, alone, "000001"))
+            )
+            pid = await _wait_blocked_by(db, gate)
+            batch = [
+                asyncio.create_task(committer.submit(_good_pin(terminal_id, merchant, c, stan)))
+                for c, stan in ((first, "000002"), (second, "000003"))
+            ]
+            await asyncio.sleep(0)  # both queued behind `alone`
+            await db.execute("SELECT pg_cancel_backend($1)", pid)
+            with pytest.raises(asyncpg.QueryCanceledError):
+                await writing
+            # The batch of the two waits for `second`'s account now.
+            pid = await _wait_blocked_by(db, gate)
+            await db.execute("SELECT pg_cancel_backend($1)", pid)
+            outcomes = await asyncio.gather(*batch, return_exceptions=True)
+            assert all(isinstance(o, asyncpg.QueryCanceledError) for o in outcomes), outcomes
     finally:
-        await gate.close()
         await committer.close()
         await pool.close()
     assert [await _pin_failures(db, c["card_id"]) for c in (alone, first, second)] == [0, 0, 0]
@@ -343,30 +355,23 @@ async def test_right_pin_tries_come_back_for_requests_the_shutdown_drops(
     terminal_id, merchant, (busy, queued, late) = await _group_commit_cards(world, db, 3)
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
     committer = GroupCommitter(pool, max_batch=8, flushers=1)
-    gate = await asyncpg.connect(database_url)
     try:
-        gate_tx = gate.transaction()
-        await gate_tx.start()
-        await gate.execute(
-            "SELECT 1 FROM individual_accounts WHERE account_id = $1 FOR UPDATE",
-            busy["account_id"],
-        )
-        writing = asyncio.create_task(committer.submit(_good_pin(terminal_id, merchant, busy,
-                                                                 "000001")))  # fmt: skip
-        await _wait_blocked_by(db, gate.get_server_pid())
-        waiting = asyncio.create_task(
-            committer.submit(_good_pin(terminal_id, merchant, queued, "000002"))
-        )
-        await asyncio.sleep(0)
-        await committer.close()
-        for task in (writing, waiting):
+        async with _accounts_held(database_url, busy) as gate:
+            writing = asyncio.create_task(
+                committer.submit(_good_pin(terminal_id, merchant, busy, "000001"))
+            )
+            await _wait_blocked_by(db, gate)
+            waiting = asyncio.create_task(
+                committer.submit(_good_pin(terminal_id, merchant, queued, "000002"))
+            )
+            await asyncio.sleep(0)
+            await committer.close()
+            for task in (writing, waiting):
+                with pytest.raises(ConnectionError):
+                    await task
             with pytest.raises(ConnectionError):
-                await task
-        with pytest.raises(ConnectionError):
-            await committer.submit(_good_pin(terminal_id, merchant, late, "000003"))
-        await gate_tx.rollback()
+                await committer.submit(_good_pin(terminal_id, merchant, late, "000003"))
     finally:
-        await gate.close()
         await pool.close()
     assert await _pin_failures(db, queued["card_id"]) == 0
     assert await _pin_failures(db, late["card_id"]) == 0
