@@ -8,6 +8,7 @@ import dataclasses
 import secrets
 from collections.abc import AsyncIterator
 from datetime import date
+from typing import Any
 
 import asyncpg
 import pytest
@@ -81,18 +82,23 @@ async def patient_world(aiohttp_client, settings: Settings) -> World:
     return World(await aiohttp_client(app), settings)
 
 
+async def _plain_purchase(world: World) -> tuple[Any, dict, dict, Any]:
+    """A terminal, a card of 10,000 and its approved plain purchase of 1,250."""
+    terminal = await world.terminal()
+    card = await world.card(balance=10_000)
+    body, bought = await terminal.transact("purchase", pan=card["pan"], pin=card["pin"],
+                                           amount=1250)  # fmt: skip
+    assert bought.body["response_code"] == "00"
+    return terminal, card, body, bought
+
+
 async def test_reversal_racing_the_batch_close_never_reverses_a_closed_purchase(
     patient_world: World, db, database_url: str
 ) -> None:
     """A reversal that read the open batch before a close committed must not reverse a
     purchase that close counted: the closed batch's figures would no longer be its
     purchases, and the card would get back money the merchant is settled for."""
-    world = patient_world
-    terminal = await world.terminal()
-    card = await world.card(balance=10_000)
-    body, bought = await terminal.transact("purchase", pan=card["pan"], pin=card["pin"],
-                                           amount=1250)  # fmt: skip
-    assert bought.body["response_code"] == "00"
+    terminal, card, body, bought = await _plain_purchase(patient_world)
     terminal_id = terminal.config.terminal_id
     figures = {"count": 1, "amount": 1250}
     none = {"count": 0, "amount": 0}
@@ -227,12 +233,7 @@ async def test_a_refund_that_loses_the_race_to_a_reversal_is_12(
 ) -> None:
     """A refund that waited for a reversal of the same purchase finds it reversed: 12
     (the original is reversed), not 13, and no money moves."""
-    world = patient_world
-    terminal = await world.terminal()
-    card = await world.card(balance=10_000)
-    body, bought = await terminal.transact("purchase", pan=card["pan"], pin=card["pin"],
-                                           amount=1250)  # fmt: skip
-    assert bought.body["response_code"] == "00"
+    terminal, card, body, bought = await _plain_purchase(patient_world)
 
     gate = await asyncpg.connect(database_url)
     try:
