@@ -76,6 +76,7 @@ class GroupCommitter:
         """Queue the request; return its stored answer once it is committed. Raises
         DuplicateKey when another request took its key first."""
         if self._closed:
+            await self._release_tries([request])
             raise ConnectionError("gateway shutting down")
         future: asyncio.Future[StoredAnswer] = asyncio.get_running_loop().create_future()
         self._waiting.add(future)
@@ -107,6 +108,14 @@ class GroupCommitter:
         except Exception as exc:  # the database is why it was dropped: the try stays
             log.warning("pin_try_not_released", error=type(exc).__name__)
 
+    async def _release_tries(self, requests: list[GoodPinRequest]) -> None:
+        """Give back the tries of right-PIN requests certainly not written (one per caller:
+        each counted its own), so errors and shutdowns never lock a card."""
+        await asyncio.gather(*(self._release_try(r.card_id) for r in requests if r.pin_try))
+
+    def _unwritten(self, pending: _Pending) -> list[GoodPinRequest]:
+        return [pending.request] * len(pending.futures)
+
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
@@ -136,6 +145,8 @@ class GroupCommitter:
             await asyncio.gather(*(self._one_by_one(p) for p in batch))
             return
         except Exception as exc:
+            if store.nothing_written(exc):
+                await self._release_tries([r for p in batch for r in self._unwritten(p)])
             for pending in batch:
                 pending.settle(None, exc)
             return
@@ -150,6 +161,8 @@ class GroupCommitter:
         try:
             answer = await store.record_good_pin(self._pool, pending.request, decide_good_pin)
         except Exception as exc:
+            if store.nothing_written(exc):
+                await self._release_tries(self._unwritten(pending))
             pending.settle(None, exc)
             return False
         pending.settle(answer)
@@ -162,9 +175,13 @@ class GroupCommitter:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # Still queued, never taken by a flusher: certainly not written. (A batch cancelled
+        # just as its COMMIT went out may be recorded: its tries stay.)
+        dropped = [r for p in self._queue.values() for r in self._unwritten(p)]
         # A batch cancelled mid-write rolled back with its connection: nothing of it is
         # recorded, and its callers hear so (91) instead of waiting for ever.
         for future in list(self._waiting):
             if not future.done():
                 future.set_exception(ConnectionError("gateway shutting down"))
         self._queue.clear()
+        await self._release_tries(dropped)

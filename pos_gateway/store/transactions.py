@@ -83,7 +83,7 @@ async def find(pool: asyncpg.Pool, key: RequestKey) -> StoredAnswer | None:
     return StoredAnswer.from_row(row) if row else None
 
 
-async def _write(pool: asyncpg.Pool, sql: str, *args: object) -> StoredAnswer:
+async def _write(pool: asyncpg.Pool | asyncpg.Connection, sql: str, *args: object) -> StoredAnswer:
     try:
         row = await pool.fetchrow(sql, *args)
     except asyncpg.UniqueViolationError as exc:
@@ -172,6 +172,16 @@ async def release_pin_try(pool: asyncpg.Pool, card_id: int) -> None:
     )
 
 
+def nothing_written(exc: BaseException) -> bool:
+    """Whether a write that raised `exc` certainly did not commit: the server refused a
+    statement or the COMMIT over a live connection, so it rolled back. A lost connection
+    or a killed backend (08, 57P01-57P03) may have come after the COMMIT went through."""
+    if not isinstance(exc, asyncpg.PostgresError):
+        return False
+    state = exc.sqlstate or ""
+    return not state.startswith("08") and state not in ("57P01", "57P02", "57P03")
+
+
 _REFUND = f"""
 WITH original AS (
     SELECT transaction_id, txn_type, response_code, merchant_id, card_id, account_id
@@ -234,10 +244,16 @@ async def record_refund(
     The claim on the original is a conditional UPDATE of its row (refunded so far + this
     refund <= its amount, not reversed), so concurrent refunds and a reversal of the same
     purchase serialize on that row and can never return more than was paid."""
-    return await _write(
-        pool, _REFUND, *_key_args(key), request_hash, txn_type, merchant_id,
-        original_rrn, amount, auth_code, pan,
-    )  # fmt: skip
+    async with pool.acquire() as conn, conn.transaction():
+        # Locked first, so _REFUND's snapshot sees a reversal that committed while this
+        # waited, and declines 12 (reversed) rather than 13 on the row as it was before.
+        await conn.execute(
+            "SELECT 1 FROM transactions WHERE rrn = $1 FOR NO KEY UPDATE", original_rrn
+        )
+        return await _write(
+            conn, _REFUND, *_key_args(key), request_hash, txn_type, merchant_id,
+            original_rrn, amount, auth_code, pan,
+        )  # fmt: skip
 
 
 _BLOCK_ORIGINAL = """
@@ -368,14 +384,13 @@ async def record_reversal(
                     await conn.fetchval(
                         _BLOCK_ORIGINAL, key.terminal_id, day, original_stan, merchant_id
                     )
+                # It may have arrived meanwhile: its person before its row, as above.
+                await settlement.lock_person_for_reversal(
+                    conn, key.terminal_id, original_stan, original_dates
+                )
                 found = await conn.fetchval(
                     _FIND_ORIGINAL, key.terminal_id, original_stan, original_dates
                 )
-                if found is not None:
-                    # It arrived meanwhile: its person too, before the account.
-                    await settlement.lock_person_for_reversal(
-                        conn, key.terminal_id, original_stan, [found]
-                    )
             original_date = found or original_dates[0]
             row = await conn.fetchrow(
                 _REVERSAL, *_key_args(key), request_hash, txn_type, merchant_id,
