@@ -260,6 +260,7 @@ ERROR_MESSAGES = {
         "least one role."
     ),
     "self": N_("You cannot disable your own account."),
+    "invalid_csv": N_("The file must be a CSV file in UTF-8."),
 }
 GENERIC_ERROR = N_("The request could not be carried out.")
 

@@ -1,8 +1,8 @@
 """Office pages at /office/ (DESIGN §11) for operator accounts with roles: counter
 (find a person, PIN reset after the ID number is typed and compared, password reset with
 a random one-time password, loss report, card replacement, freeze), officer (people,
-cards, contributions, employers, allocation runs, merchants and terminals, reports) and
-admin (operator accounts).
+cards, contributions, employers, allocation runs, merchants and terminals, reports, the
+catalogue and policies of §10) and admin (operator accounts).
 
 A sub-application: its middleware authenticates every request from the session cookie,
 checks the role that each handler declares (a handler that declares none is refused),
@@ -27,11 +27,13 @@ from pos_gateway.http.errors import status_of
 from pos_gateway.http.insurance_state import INSURANCE
 from pos_gateway.http.render import SETTLEMENT_COLUMNS, csv_response
 from pos_gateway.http.state import SERVICES
-from pos_gateway.services import reports
+from pos_gateway.http.validation import MAX_BODY_BYTES
+from pos_gateway.services import reports, settlement
 from pos_gateway.services.admin import AdminService, checked_ssn
 from pos_gateway.services.cardholder import CardholderService
 from pos_gateway.services.insurance import InsuranceService
 from pos_gateway.services.operators import OperatorService, OperatorSession
+from pos_gateway.services.settlement import RowsRefused
 from pos_gateway.web.core import (
     Handler,
     answer_page,
@@ -57,6 +59,9 @@ FORM = web.RequestKey("office_form", dict)
 PUBLIC, ANY_ROLE = "public", "any"
 PEOPLE_ROLES = (COUNTER, OFFICER)
 OPERATORS_URL = COOKIE_PATH + "operators"
+# A catalogue or policy CSV posted from the office page: within the app's body limit
+# (MAX_BODY_BYTES, 16 KiB); larger loads go through the JSON API (4 MiB) or the CLI.
+MAX_CSV_CHARS = MAX_BODY_BYTES
 
 
 def office(access: str | tuple[str, ...]) -> Callable[[Handler], Handler]:
@@ -505,6 +510,60 @@ async def settlement_csv(request: web.Request) -> web.StreamResponse:
     day = _report_day(request)
     rows = await reports.settlement(request.config_dict[SERVICES].pool, day, None)
     return csv_response(rows, SETTLEMENT_COLUMNS, f"settlement-{day.isoformat()}.csv")
+
+
+# Officer: the catalogue and the policies of DESIGN §10 ------------------------------------------
+
+CATALOGUE_URL = COOKIE_PATH + "catalogue"
+
+
+def _uploaded_csv(request: web.Request) -> str:
+    """The CSV of the form: the uploaded file if one was chosen, else the text area."""
+    upload = _form(request).get("file")
+    if isinstance(upload, web.FileField) and upload.filename:
+        try:
+            return upload.file.read().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise InvalidInput("CSV must be UTF-8", code="invalid_csv") from None
+    return field(_form(request), "csv", MAX_CSV_CHARS)
+
+
+async def _catalogue_page(
+    request: web.Request, *, loaded: int | None = None, refused: RowsRefused | None = None
+) -> web.Response:
+    pool = request.config_dict[SERVICES].pool
+    page = _page(
+        request,
+        "office/catalogue.html",
+        items=await settlement.catalogue(pool),
+        policies=await settlement.policies(pool),
+        loaded=loaded,
+        refused_lines=", ".join(map(str, refused.lines)) if refused else None,
+        refused_detail=refused.problems[:20] if refused else None,
+    )
+    if refused is not None:
+        page.set_status(status_of(refused))
+    return page
+
+
+@routes.get("/catalogue")
+@office((OFFICER,))
+async def catalogue_page(request: web.Request) -> web.StreamResponse:
+    return await _catalogue_page(request)
+
+
+@routes.post("/{table:catalogue|policies}")
+@office((OFFICER,))
+async def load_settlement_table(request: web.Request) -> web.StreamResponse:
+    load = settlement.load_catalogue
+    if request.match_info["table"] == "policies":
+        load = settlement.load_policies
+    pool = request.config_dict[SERVICES].pool
+    try:
+        loaded = await load(pool, _uploaded_csv(request), actor=_actor(request))
+    except RowsRefused as exc:
+        return await _catalogue_page(request, refused=exc)
+    return await _catalogue_page(request, loaded=loaded)
 
 
 # Admin: operator accounts ----------------------------------------------------------------------
