@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from datetime import date, datetime
@@ -18,6 +17,7 @@ from pos_gateway.http.messages import (
     decode_batch_close,
     decode_transaction,
 )
+from pos_gateway.services.batches import figures_digest
 from pos_gateway.services.transactions import TransactionRequest
 
 MAX_BODY_BYTES = 16 * 1024
@@ -126,8 +126,7 @@ def parse_batch_close(body: bytes) -> tuple[int, dict[str, Any], bytes]:
         "purchases": msgspec.to_builtins(close.purchases),
         "refunds": msgspec.to_builtins(close.refunds),
     }
-    digest = hashlib.sha256(json.dumps([close.batch_no, figures], sort_keys=True).encode()).digest()
-    return close.batch_no, figures, digest
+    return close.batch_no, figures, figures_digest(close.batch_no, figures)
 
 
 def field_optional_month(data: Any, name: str) -> date | None:
