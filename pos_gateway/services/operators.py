@@ -125,6 +125,9 @@ class OperatorService:
         async with self._pool.acquire() as conn:
             attempt = await operators.reserve_attempt(conn, username, MAX_LOGIN_FAILURES, LOCKOUT)
         if attempt is None:
+            # One hash as for a wrong password or an unknown name, so that the time of the
+            # answer does not tell a locked account from the others.
+            await self._run(self._hasher.dummy_verify, password)
             raise NotPermitted(
                 "login locked after too many wrong passwords; ask an administrator",
                 code="login_locked",
@@ -186,6 +189,15 @@ class OperatorService:
         if attempt is None:
             raise NotPermitted("login locked after too many wrong passwords", code="login_locked")
         if not await self._run(self._hasher.verify, attempt["password_hash"], old_password):
+            async with self._pool.acquire() as conn:
+                await audit.record(
+                    conn,
+                    actor,
+                    "operator.password_change_failed",
+                    "operator",
+                    session.username,
+                    failed_login_detail(attempt["failed_attempts"]),
+                )
             raise NotPermitted("the old password is wrong", code="wrong_password")
         new_hash = await self._run(self._hasher.hash, new_password)
         async with self._pool.acquire() as conn, conn.transaction():
