@@ -7,11 +7,13 @@ import asyncio
 import json
 import os
 import stat
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pos_gateway.domain.credentials import LOCKOUT
 from pos_gateway.security.pins import PinHasher
 from pos_gateway.settings import SECRETS_FILE, ConfigError, Settings, ensure_embedded_secrets
 
@@ -259,3 +261,59 @@ async def test_the_audit_api_masks_card_numbers(world: World) -> None:
     entries = (await resp.json())["entries"]
     assert {e["subject_id"] for e in entries} == {card["pan"][:6] + "*" * 9 + card["pan"][-4:]}
     assert {e["action"] for e in entries} >= {"card.issued", "card.reported_lost"}
+
+
+async def _wrong_logins(world: World, ssn: str, times: int) -> list[int]:
+    statuses = []
+    for _ in range(times):
+        resp = await world.client.post("/v1/me/login", json={"ssn": ssn, "password": "Wrong-1x"})
+        statuses.append(resp.status)
+    return statuses
+
+
+async def test_a_run_of_wrong_passwords_lapses_after_the_lockout_period_for_everyone(
+    world: World, db
+) -> None:
+    """Four wrong passwords, then a quiet lockout period: the next starts a new run, for
+    a registered ID number as for one nobody holds (so a pruned login_throttle row, whose
+    run is over, answers as it would have)."""
+    registered, unknown = (await world.card())["ssn"], new_ssn()
+    for ssn in (registered, unknown):
+        assert await _wrong_logins(world, ssn, 4) == [401] * 4
+    quiet = LOCKOUT + timedelta(minutes=1)
+    await db.execute(
+        "UPDATE cardholder_credentials SET last_attempt_at = now() - $2::interval WHERE ssn = $1",
+        registered,
+        quiet,
+    )
+    await db.execute(
+        "UPDATE login_throttle SET last_attempt_at = now() - $2::interval WHERE ssn = $1",
+        unknown,
+        quiet,
+    )
+    for ssn in (registered, unknown):
+        assert await _wrong_logins(world, ssn, 6) == [401] * 5 + [403]
+
+
+async def test_login_throttle_rows_whose_run_is_over_are_pruned_at_unknown_logins(
+    world: World, db
+) -> None:
+    old, recent = [new_ssn() for _ in range(3)], new_ssn()
+    for ssn in [*old, recent]:
+        await _wrong_logins(world, ssn, 1)
+    # Run over (quiet for the lockout period), one of them locked back then.
+    await db.execute(
+        "UPDATE login_throttle SET last_attempt_at = now() - $2::interval, "
+        "locked_until = CASE WHEN ssn = $3 THEN now() - interval '1 minute' END "
+        "WHERE ssn = ANY($1::text[])",
+        old,
+        LOCKOUT + timedelta(seconds=1),
+        old[0],
+    )
+
+    await _wrong_logins(world, new_ssn(), 1)
+
+    left = await db.fetch(
+        "SELECT ssn FROM login_throttle WHERE ssn = ANY($1::text[])", [*old, recent]
+    )
+    assert [r["ssn"] for r in left] == [recent]

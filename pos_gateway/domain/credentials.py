@@ -16,6 +16,8 @@ from datetime import date, timedelta
 _DRAWN_LETTERS = "abcdefghjkmnpqrstuvwxyz"
 _DRAWN_DIGITS = "23456789"
 MAX_LOGIN_FAILURES = 5
+# How long a lock lasts, and the window of a run of failures: with no attempt for this
+# long, the next one starts a new count (store/lockout.py).
 LOCKOUT = timedelta(minutes=30)
 SESSION_IDLE = timedelta(minutes=30)
 SESSION_MAX = timedelta(hours=8)

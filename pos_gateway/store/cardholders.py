@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import asyncpg
 
-from pos_gateway.store.lockout import count_attempt, not_locked
+from pos_gateway.store.lockout import count_attempt, not_locked, prune_throttle
 
 _CREDENTIAL_COLUMNS = "ssn, password_hash, must_change, failed_attempts, locked_until"
 
@@ -56,14 +56,15 @@ async def reserve_unknown_attempt(
     conn: asyncpg.Connection, ssn: str, max_failures: int, lockout: timedelta
 ) -> bool:
     """reserve_attempt for an ID number with no credentials (login_throttle): False while
-    it is locked, so an unknown number locks after as many tries as a registered one."""
+    it is locked, so an unknown number locks after as many tries as a registered one.
+    The table grows only here, so rows whose run of failures is over go here too."""
+    await prune_throttle(conn, lockout)
     row = await conn.fetchrow(
         f"""
         INSERT INTO login_throttle AS t (ssn, failed_attempts, locked_until)
         VALUES ($1, 1, CASE WHEN 1 >= $2 THEN now() + $3::interval END)
         ON CONFLICT (ssn) DO UPDATE
-        SET {count_attempt("t")},
-            last_attempt_at = now()
+        SET {count_attempt("t")}
         WHERE {not_locked("t")}
         RETURNING failed_attempts
         """,
