@@ -45,6 +45,7 @@ def _add_table(
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:
+    from pos_gateway.domain.audit import SYSTEM, Actor
     from pos_gateway.services import settlement
     from pos_gateway.services.settlement import RowsRefused
     from pos_gateway.store.database import open_database
@@ -67,7 +68,9 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         load = {"catalogue": settlement.load_catalogue, "policy": settlement.load_policies}
         try:
-            loaded = await load[args.command](db.pool, text)
+            loaded = await load[args.command](
+                db.pool, text, actor=Actor(SYSTEM, f"pos-gateway {args.command} import")
+            )
         except RowsRefused as exc:
             print(f"pos-gateway: {args.file}: nothing loaded", file=sys.stderr)
             for problem in exc.problems:

@@ -437,6 +437,41 @@ async def test_catalogue_and_policy_loading_all_or_nothing(world: World, db) -> 
     assert "line 2" in refused["error"]["message"]
 
 
+async def test_loads_through_the_api_are_audited_with_counts_and_outcome(world: World, db) -> None:
+    tag = secrets.token_hex(4).upper()
+    headers = {**world.headers, "X-Operator-Id": f"loader-{tag}"}
+    bad = f"code,name,category,self_pay_bp\nL-{tag},Good,A,0\nM-{tag},Bad,D,0\n"
+    good = f"code,name,category,self_pay_bp\nL-{tag},Good,A,0\n"
+    for body, status in ((bad, 400), (good, 201)):
+        resp = await world.client.post(
+            "/v1/admin/catalogue", data=body.encode(),
+            headers={**headers, "Content-Type": "text/csv"},
+        )  # fmt: skip
+        assert resp.status == status
+    resp = await world.client.post(
+        "/v1/admin/policies", json={"policies": [{**PHARMACY, "fund_ratio_bp": 10_001}]},
+        headers=headers,
+    )  # fmt: skip
+    assert resp.status == 400
+
+    audited = await db.fetch(
+        "SELECT actor_kind, action, subject_kind, subject_id, details::text FROM audit_log "
+        "WHERE actor_id = $1 ORDER BY audit_id",
+        f"loader-{tag}",
+    )
+    assert [tuple(r) for r in audited] == [
+        ("operator", "catalogue.load_refused", "catalogue", "catalogue_items",
+         '{"rows": 2, "refused_rows": 1}'),
+        ("operator", "catalogue.loaded", "catalogue", "catalogue_items", '{"rows": 1}'),
+        ("operator", "policy.load_refused", "policy", "settlement_policies",
+         '{"rows": 1, "refused_rows": 1}'),
+    ]  # fmt: skip
+    trail = await world.client.get(
+        "/v1/admin/audit", params={"subject_kind": "catalogue"}, headers=world.headers
+    )
+    assert trail.status == 200
+
+
 async def test_demo_world_has_catalogue_policies_and_coverage(
     demo: dict[str, Any], db, tmp_path: Path
 ) -> None:

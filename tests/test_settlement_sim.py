@@ -85,6 +85,7 @@ async def test_load_with_itemised_share_counts_itemised_apart(
 
 async def test_catalogue_and_policy_import_cli(gateway_env, tmp_path: Path, capsys, db) -> None:
     tag = secrets.token_hex(3).upper()
+    audited_before = await db.fetchval("SELECT coalesce(max(audit_id), 0) FROM audit_log")
     bad = tmp_path / "bad.csv"
     bad.write_text(
         "code,name,category,self_pay_bp\n"
@@ -112,3 +113,16 @@ async def test_catalogue_and_policy_import_cli(gateway_env, tmp_path: Path, caps
     rc = await asyncio.to_thread(gateway_cli.main, ["policy", "import", str(policy)])
     assert rc == 1 and "line 3" in capsys.readouterr().err
     assert await db.fetchval("SELECT count(*) FROM settlement_policies WHERE year = 2999") == 0
+    audited = await db.fetch(
+        "SELECT actor_kind, actor_id, action, subject_kind, details::text FROM audit_log "
+        "WHERE audit_id > $1 AND actor_id LIKE 'pos-gateway % import' ORDER BY audit_id",
+        audited_before,
+    )
+    assert [tuple(r) for r in audited] == [
+        ("system", "pos-gateway catalogue import", "catalogue.load_refused", "catalogue",
+         '{"rows": 3, "refused_rows": 2}'),
+        ("system", "pos-gateway catalogue import", "catalogue.loaded", "catalogue",
+         '{"rows": 2}'),
+        ("system", "pos-gateway policy import", "policy.load_refused", "policy",
+         '{"rows": 2, "refused_rows": 1}'),
+    ]  # fmt: skip

@@ -77,8 +77,9 @@ ALLOCATION_COLUMNS = (
     "account_id", "ssn", "name", "employer_part", "individual_part", "amount", "allocated_at",
 )  # fmt: skip
 AUDIT_SUBJECTS = frozenset(
-    {"person", "account", "card", "merchant", "terminal", "employer", "employment", "allocation"}
-)
+    {"person", "account", "card", "merchant", "terminal", "employer", "employment", "allocation",
+     "operator", "catalogue", "policy"}
+)  # fmt: skip
 
 
 def _insurance(request: web.Request) -> InsuranceService:

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from pos_gateway.errors import InvalidInput
+from pos_gateway.http.actors import operator_actor
 from pos_gateway.http.answers import Catalogue, FundLiability, Loaded, Policies, render
 from pos_gateway.http.api import operation
 from pos_gateway.http.render import csv_response, wants_csv
@@ -59,11 +60,12 @@ async def _rows(request: web.Request, name: str) -> list[Any] | str:
 
 
 async def _load(
-    request: web.Request, name: str, loader: Callable[[Any, list[Any] | str], Awaitable[int]]
+    request: web.Request, name: str, loader: Callable[..., Awaitable[int]]
 ) -> web.Response:
-    """One all-or-nothing load: the rows under `name` (or the CSV file) through `loader`."""
+    """One all-or-nothing load: the rows under `name` (or the CSV file) through `loader`,
+    audited under the calling operator."""
     rows = await _rows(request, name)
-    loaded = await loader(request.config_dict[SERVICES].pool, rows)
+    loaded = await loader(request.config_dict[SERVICES].pool, rows, actor=operator_actor(request))
     return render({"loaded": loaded}, Loaded, status=201)
 
 

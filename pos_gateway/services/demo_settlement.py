@@ -6,9 +6,12 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from pos_gateway.domain.audit import SYSTEM, Actor
 from pos_gateway.domain.coverage import coverage_on
 from pos_gateway.services import settlement
 from pos_gateway.store import insurance
+
+_DEMO = Actor(SYSTEM, "pos-gateway demo-data")
 
 # (code, name, category, self_pay_bp): common medicines of a Chinese community pharmacy.
 CATALOGUE = (
@@ -61,13 +64,12 @@ POLICIES = {
 async def load_demo_settlement(pool: Any, today: date) -> dict[str, Any]:
     """Load (or reload, the same) the catalogue and this year's policies; return them as
     the demo JSON shows them."""
-    items = [
-        {"code": c, "name": n, "category": k, "self_pay_bp": bp} for c, n, k, bp in CATALOGUE
-    ]
-    await settlement.load_catalogue(pool, items)
+    items = [{"code": c, "name": n, "category": k, "self_pay_bp": bp} for c, n, k, bp in CATALOGUE]
+    await settlement.load_catalogue(pool, items, actor=_DEMO)
     await settlement.load_policies(
         pool,
         [{"merchant_kind": kind, "year": today.year, **p} for kind, p in POLICIES.items()],
+        actor=_DEMO,
     )
     return {"catalogue": items, "policy": {kind: dict(p) for kind, p in POLICIES.items()}}
 

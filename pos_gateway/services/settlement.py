@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import date
 from typing import Any
 
@@ -36,11 +36,12 @@ _CODE_RE = re.compile(r"[0-9A-Za-z._-]{1,40}")
 class RowsRefused(InvalidInput):
     code = "rows_refused"
 
-    def __init__(self, problems: list[str], lines: list[int] | None = None) -> None:
+    def __init__(self, problems: list[str], lines: list[int] | None = None, rows: int = 0) -> None:
         shown = "; ".join(problems[:20]) + ("; …" if len(problems) > 20 else "")
         super().__init__(f"{len(problems)} bad row(s), nothing loaded: {shown}")
         self.problems = problems
         self.lines = lines or []  # the bad rows' line numbers, for pages to say in words
+        self.rows = rows  # how many rows the load had, good and bad
 
 
 def _int(value: object, *, text: bool) -> int | None:
@@ -132,7 +133,7 @@ def _check_rows(
     if not good and not problems:
         problems.append("no rows")
     if problems:
-        raise RowsRefused(problems, lines)
+        raise RowsRefused(problems, lines, len(good) + len(lines))
     return good
 
 
@@ -160,38 +161,44 @@ def check_policies(rows: list[Any] | str) -> list[dict[str, Any]]:
     return _check_rows(enumerate(rows, start=1), _policy_row, False, key)
 
 
-def _subject(actor: Actor) -> tuple[str, str]:
-    """The audit's subject of a load: audit_log has no catalogue or policy subject kind (a
-    migration would add one), so the operator who loaded it; the action names the table."""
-    return "operator", actor.actor_id[:64]
+# Audit subjects of a load: the table loaded (subject kinds of migration 010).
+CATALOGUE_SUBJECT = ("catalogue", "catalogue_items")
+POLICY_SUBJECT = ("policy", "settlement_policies")
 
 
-async def load_catalogue(
-    pool: asyncpg.Pool, rows: list[Any] | str, *, actor: Actor | None = None
+async def _load(
+    pool: asyncpg.Pool,
+    rows: list[Any] | str,
+    actor: Actor,
+    check: Callable[[list[Any] | str], list[dict[str, Any]]],
+    upsert: Callable[[asyncpg.Connection, list[dict[str, Any]]], Awaitable[None]],
+    subject: tuple[str, str],
 ) -> int:
-    """All or nothing; with an actor (the office pages), audited in the same transaction."""
-    good = check_catalogue(rows)
+    """All or nothing, and every load audited under `actor` with its outcome and counts
+    (never the rows: what was loaded is in the table itself): a good load in its own
+    transaction, a refused one alone (nothing else is written)."""
+    kind = subject[0]
+    try:
+        good = check(rows)
+    except RowsRefused as refused:
+        details = {"rows": refused.rows, "refused_rows": len(refused.lines)}
+        async with pool.acquire() as conn:
+            await audit.record(conn, actor, f"{kind}.load_refused", *subject, details)
+        raise
     async with pool.acquire() as conn, conn.transaction():
-        await store.upsert_catalogue(conn, good)
-        if actor is not None:
-            codes = [r["code"] for r in good][:50]
-            details = {"rows": len(good), "codes": codes}
-            await audit.record(conn, actor, "catalogue.loaded", *_subject(actor), details)
+        await upsert(conn, good)
+        await audit.record(conn, actor, f"{kind}.loaded", *subject, {"rows": len(good)})
     return len(good)
 
 
-async def load_policies(
-    pool: asyncpg.Pool, rows: list[Any] | str, *, actor: Actor | None = None
-) -> int:
-    """All or nothing; with an actor (the office pages), audited in the same transaction."""
-    good = check_policies(rows)
-    async with pool.acquire() as conn, conn.transaction():
-        await store.upsert_policies(conn, good)
-        if actor is not None:
-            keys = [f"{r['merchant_kind']}/{r['year']}" for r in good][:50]
-            details = {"rows": len(good), "policies": keys}
-            await audit.record(conn, actor, "policy.loaded", *_subject(actor), details)
-    return len(good)
+async def load_catalogue(pool: asyncpg.Pool, rows: list[Any] | str, *, actor: Actor) -> int:
+    return await _load(
+        pool, rows, actor, check_catalogue, store.upsert_catalogue, CATALOGUE_SUBJECT
+    )
+
+
+async def load_policies(pool: asyncpg.Pool, rows: list[Any] | str, *, actor: Actor) -> int:
+    return await _load(pool, rows, actor, check_policies, store.upsert_policies, POLICY_SUBJECT)
 
 
 async def catalogue(pool: asyncpg.Pool) -> list[dict[str, Any]]:
