@@ -7,6 +7,7 @@ import pytest
 
 from .conftest import World
 from .helpers import new_ssn
+from .insurance_helpers import bearer, cardholder, me
 
 
 async def test_free_text_is_trimmed_before_it_is_stored(world: World) -> None:
@@ -62,3 +63,29 @@ async def test_a_bad_month_is_400(world: World, month: object) -> None:
 
     assert error["error"]["code"] == "malformed_request"
     assert error["error"]["message"].startswith("month must be a month YYYY-MM")
+
+
+async def test_every_operator_and_cardholder_body_refuses_its_shape_the_same_way(
+    world: World,
+) -> None:
+    """An unknown or missing field is malformed_request in every body of /v1/admin and
+    /v1/me, the cardholder's login, password and PIN bodies included (http/errors.py); the
+    terminal keeps its own codes (test_messages)."""
+    card, token = await cardholder(world)
+    auth = bearer(token)
+    card_id = (await me(world.client, token, "GET", "/v1/me"))["cards"][0]["card_id"]
+    sent = [
+        ("/v1/me/login", {"ssn": card["ssn"], "password": "x", "remember_me": True}, {}),
+        ("/v1/me/login", {"ssn": card["ssn"]}, {}),
+        ("/v1/me/password", {"old_password": "x", "new_password": "y", "hint": "z"}, auth),
+        (f"/v1/me/cards/{card_id}/pin", {"old_pin": "1234"}, auth),
+        ("/v1/me/suspension", {"from_month": "2026-01", "why": "x"}, auth),
+        ("/v1/admin/people", {"ssn": new_ssn(), "name": "Li Lei", "nickname": "x"}, world.headers),
+        ("/v1/admin/people", {"name": "Li Lei"}, world.headers),
+    ]
+    codes = []
+    for path, body, headers in sent:
+        resp = await world.client.post(path, json=body, headers=headers)
+        assert resp.status == 400, path
+        codes.append((await resp.json())["error"]["code"])
+    assert codes == ["malformed_request"] * len(sent)

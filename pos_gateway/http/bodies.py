@@ -1,7 +1,7 @@
 """Operator and cardholder request bodies as typed structs (msgspec): one declaration is
 the validation and the OpenAPI schema (body= of @operation); answers are in
-http/answers.py. Bodies are closed: an unknown field is 400 (unexpected_field, or
-malformed_request for a Form).
+http/answers.py. Bodies are closed: an unknown field is 400. Which code a refusal
+carries is http/errors.py's rule.
 
 A new body: a `Body` subclass here (fields with the types below), read in the handler
 with `await parse_body(request, TheBody)` and named in `@operation(body=TheBody)`; a
@@ -87,12 +87,8 @@ class Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A closed request body."""
 
 
-class Form(Body):
-    """An operator or cardholder body that was validated by hand before: a missing or
-    unknown field keeps the code its clients were given then, malformed_request."""
-
-
-_FORM_CODES = frozenset({"missing_field", "unexpected_field"})
+# decode()'s codes for a field missing or unknown: the terminal's (http/errors.py).
+_TERMINAL_SHAPE_CODES = frozenset({"missing_field", "unexpected_field"})
 
 
 class Login(Body):
@@ -118,42 +114,42 @@ def as_month(month: str) -> date:
 # Operator bodies (/v1/admin) ------------------------------------------------------------
 
 
-class PersonRegistration(Form):
+class PersonRegistration(Body):
     ssn: Ssn
     name: PersonName
     opening_allocation: Fen = 0
 
 
-class ContributionRecord(Form):
+class ContributionRecord(Body):
     month: Month
     employer_part: Fen = 0
     individual_part: Fen = 0
 
 
-class ContributionCorrection(Form):
+class ContributionCorrection(Body):
     employer_part: Fen
     individual_part: Fen
     reason: Reason
 
 
-class CardIssue(Form):
+class CardIssue(Body):
     ssn: Ssn
     pin: Pin | None = None  # generated when not given
     pan: Pan | None = None  # drawn when not given
     expires_on: date | None = None
 
 
-class PinReset(Form):
+class PinReset(Body):
     ssn: Ssn
     new_pin: Pin
 
 
-class CardReplacement(Form):
+class CardReplacement(Body):
     ssn: Ssn
     pin: Pin | None = None
 
 
-class MerchantRegistration(Form):
+class MerchantRegistration(Body):
     name: Name
     kind: MerchantKind
     designated_from: date
@@ -161,22 +157,22 @@ class MerchantRegistration(Form):
     merchant_id: MerchantId | None = None
 
 
-class DesignationRenewal(Form):
+class DesignationRenewal(Body):
     designated_until: date
     designated_from: date | None = None
 
 
-class TerminalRegistration(Form):
+class TerminalRegistration(Body):
     merchant_id: MerchantId
     terminal_id: TerminalId | None = None
 
 
-class EmployerRegistration(Form):
+class EmployerRegistration(Body):
     name: Name
     employer_id: EmployerId | None = None  # generated when not given
 
 
-class EmploymentRegistration(Form):
+class EmploymentRegistration(Body):
     """Without employer_id, flexible employment."""
 
     ssn: Ssn
@@ -184,28 +180,28 @@ class EmploymentRegistration(Form):
     employer_id: EmployerId | None = None
 
 
-class EmploymentEnd(Form):
+class EmploymentEnd(Body):
     ended_on: date
 
 
-class FromMonth(Form):
+class FromMonth(Body):
     """A suspension declared, or insurance resumed, from a month on."""
 
     from_month: Month
 
 
-class CounterPasswordReset(Form):
+class CounterPasswordReset(Body):
     pan: Pan
 
 
-class AllocationRun(Form):
+class AllocationRun(Body):
     month: Month
 
 
 # Cardholder bodies (/v1/me) -------------------------------------------------------------
 
 
-class FlexibleEmployment(Form):
+class FlexibleEmployment(Body):
     started_on: date
 
 
@@ -261,7 +257,7 @@ async def parse_body(request: web.Request, kind: type[B]) -> B:
     except InvalidInput as refused:
         if refused.code == "invalid_json" and _lone_surrogate(raw):
             raise _unstorable("text") from None
-        if issubclass(kind, Form) and refused.code in _FORM_CODES:
+        if refused.code in _TERMINAL_SHAPE_CODES:
             raise InvalidInput(refused.message) from None
         raise
     for name in reader.texts:

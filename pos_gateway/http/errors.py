@@ -1,4 +1,19 @@
-"""The one table from domain errors to HTTP statuses, and the JSON error object."""
+"""The one table from domain errors to HTTP statuses, and the JSON error object.
+
+Which code a malformed request gets (400; DESIGN §4 makes the status and the shape
+`{"error": {"code", "message"}}` contract, not the codes), one rule per API:
+
+- Terminal requests (DESIGN §4, §9; http/messages.py FIELD_ERRORS): the code says what
+  is wrong where: `missing_field`, `unexpected_field`, `unknown_type`, `invalid_json`,
+  and `invalid_<field>` (`invalid_pan`, `invalid_amount`, ...) for a bad value.
+  Terminals were built against these: they stay as they are.
+- Operator (/v1/admin) and cardholder (/v1/me) requests, bodies, queries and paths alike:
+  `malformed_request` for any shape problem (a field missing, unknown or of the wrong
+  type or form), `invalid_json` for a body that is not JSON, and a code of its own only
+  for the fields that have one (http/bodies.py BODY_ERRORS: `invalid_ssn`,
+  `invalid_password`, `invalid_pin`, `invalid_pan`), for text the database cannot
+  store (`invalid_text`) and for rules past the shape (`weak_password`, ...).
+"""
 
 from __future__ import annotations
 

@@ -209,8 +209,8 @@ class OpenBatch(msgspec.Struct, forbid_unknown_fields=True):
     batch_no: BatchNo
 
 
-# field -> (code, message) for a value of the wrong type or shape: the terminal contract's
-# error codes, unchanged by the move to typed messages.
+# field -> (code, message) for a value of the wrong type or shape: the terminal's error
+# codes, unchanged by the move to typed messages (the rule: http/errors.py).
 FIELD_ERRORS: dict[str, tuple[str, str]] = {
     "type": ("missing_field", "type is required and must be a string"),
     "stan": ("invalid_stan", "stan must be a string of 6 digits"),
