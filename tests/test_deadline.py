@@ -178,6 +178,10 @@ async def test_an_iso_request_past_the_deadline_is_answered_91_and_its_retransmi
         proxy.heal()
         assert (answer["t"], answer["39"]) == ("0210", "91")
         assert elapsed < ANSWER_BOUND_S
+        # Before the terminal could be authenticated (its key is in the silent database):
+        # unsigned, so it carries only what an unauthenticated answer does (DESIGN §9).
+        assert answer["mac"] == "bad" and "64" not in answer
+        assert set(answer) - {"p", "mac"} == {"t", "11", "39", "41"}, answer
         for _ in range(20):  # bounded: the held statements drain when the link heals
             answer = await terminal.exchange(fields)
             if answer["39"] != "91":

@@ -114,6 +114,25 @@ async def test_purchase_approved_then_balance_inquiry(iso: Iso, world: World, db
     assert await _balance(db, card) == 8750
 
 
+async def test_a_balance_inquiry_answer_carries_only_its_fields(iso: Iso, world: World) -> None:
+    """DESIGN §9: 3, 11, 37, 39, 41, 54; not the time, date or amount a request carried."""
+    terminal, _ = await iso.new_terminal()
+    card = await world.card(balance=10_000)
+    block = pin_block(terminal.config.pin_key, card["pin"], card["pan"])
+    for stan, pin in (("000021", card["pin"]), ("000022", "0000")):
+        block = pin_block(terminal.config.pin_key, pin, card["pan"])
+        answer = await terminal.exchange(
+            {"t": "0200", "3": "310000", "2": card["pan"], "4": "000000000100", "11": stan,
+             "12": "101600", "13": _mmdd(), "49": "156", "52": block}
+        )  # fmt: skip
+        assert "mac" not in answer
+        fields = set(answer) - {"p", "64"}
+        if answer["39"] == "00":
+            assert fields == {"t", "3", "11", "37", "39", "41", "54"}, answer
+        else:
+            assert answer["39"] == "55" and fields <= {"t", "3", "11", "37", "39", "41", "54"}
+
+
 async def test_business_declines_over_iso(iso: Iso, world: World) -> None:
     terminal, _ = await iso.new_terminal()
     card = await world.card(balance=1_000)

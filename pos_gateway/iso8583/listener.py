@@ -134,6 +134,10 @@ class IsoListener:
         if outcome.status != "answer":
             return _refused(fields, outcome)
         assert outcome.answer is not None
+        if outcome.mac_key is None:
+            # 91/96 before the terminal was authenticated (the database did not give its
+            # key in time): no key to MAC with.
+            return messages.unsigned_answer(fields, outcome.answer["response_code"]), None
         return messages.transaction_answer(fields, outcome.answer), outcome.mac_key
 
     async def _batch_close(

@@ -37,7 +37,9 @@ _DIGITS = {n: re.compile(rf"[0-9]{{{n}}}") for n in (4, 6, 10, 12, 16, 42)}
 _REVERSAL_ORIGINAL_MTIS = ("0200", "0201")
 
 # Processing code (field 3) -> transaction type; the refused kinds by their first two digits.
-_PROCESSING_CODES = {"000000": "purchase", "310000": "balance_inquiry", "200000": "refund"}
+BALANCE_INQUIRY_CODE = "310000"
+_PROCESSING_CODES = {"000000": "purchase", BALANCE_INQUIRY_CODE: "balance_inquiry",
+                     "200000": "refund"}  # fmt: skip
 _REFUSED_KINDS = {"01": "cash_withdrawal", "40": "transfer"}
 # type -> (required fields, optional fields) of a 0200/0201, besides 11, 12, 13, 41.
 _FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -213,8 +215,27 @@ def balance_block(balance: int) -> str:
     return f"0002{CURRENCY_NUMERIC}C{balance:012d}"
 
 
+# DESIGN §9's answer fields of a balance inquiry: no time, date, amount or auth code, even
+# when the request carried them.
+_BALANCE_ANSWER_FIELDS = frozenset({"t", "3", "11", "37", "39", "41", "54"})
+
+
+def unsigned_answer(fields: dict[str, str], code: str) -> dict[str, str]:
+    """An answer that cannot be MACed because the terminal could not be authenticated
+    (91 or 96 before its key was read): as an answer to a request that failed
+    authentication, it echoes only 11 and 41, since nothing else in it is vouched for."""
+    return refusal(fields, code)
+
+
 def transaction_answer(fields: dict[str, str], answer: dict[str, Any]) -> dict[str, str]:
     """The 0210/0410 for a business answer (services.transactions.render's shape)."""
+    out = _transaction_answer(fields, answer)
+    if fields["t"] not in REVERSAL_MTIS and fields.get("3") == BALANCE_INQUIRY_CODE:
+        return {name: value for name, value in out.items() if name in _BALANCE_ANSWER_FIELDS}
+    return out
+
+
+def _transaction_answer(fields: dict[str, str], answer: dict[str, Any]) -> dict[str, str]:
     reversal = fields["t"] in REVERSAL_MTIS
     out = {"t": answer_mti(fields["t"])}
     out.update(_echo(fields, ("11", "41") if reversal else ("3", "11", "12", "13", "41")))
