@@ -192,3 +192,43 @@ async def test_an_iso_request_past_the_deadline_is_answered_91_and_its_retransmi
         await connection.close()
     resp = await client.get(f"/v1/admin/cards/{card['pan']}", headers=world.headers)
     assert (await resp.json())["balance"] == 10_000 - 1250
+
+
+async def test_an_iso_batch_close_past_the_deadline_after_authentication_gets_a_maced_91(
+    aiohttp_client, settings: Settings, db
+) -> None:
+    """The terminal was authenticated (its key read) before the close waited past the
+    deadline: its 91 carries a MAC (DESIGN §9: only an answer to a request that failed
+    authentication has none). JSON answers 503 as before."""
+    from pos_gateway.app import ISO_LISTENER
+    from terminal_sim.iso import IsoConnection, IsoTerminal
+    from terminal_sim.protocol import StanCounter
+
+    app = create_app(dataclasses.replace(settings, request_deadline_s=DEADLINE_S, iso_port=0))
+    client = await aiohttp_client(app)
+    world = World(client, settings)
+    http = await world.terminal()
+    connection = IsoConnection("127.0.0.1", app[ISO_LISTENER].port)
+    terminal = IsoTerminal(connection, http.config, StanCounter(1), timeout_s=30)
+    close = {"t": "0500", "3": "920000", "11": "000077", "60": "000001",
+             "74": "0" * 10, "76": "0" * 10, "86": "0" * 16, "88": "0" * 16}  # fmt: skip
+    try:
+        # A close waits for the terminal row (FOR UPDATE); authentication only reads it.
+        async with db.transaction():
+            await db.execute(
+                "SELECT 1 FROM terminals WHERE terminal_id = $1 FOR UPDATE",
+                http.config.terminal_id,
+            )
+            answer = await terminal.exchange(close)
+            json_close = await http.send(
+                "/v1/batches/close",
+                {"batch_no": 1, "purchases": {"count": 0, "amount": 0},
+                 "refunds": {"count": 0, "amount": 0}},
+            )  # fmt: skip
+        assert (answer["t"], answer["39"], answer["11"]) == ("0510", "91", "000077")
+        assert "mac" not in answer, answer  # present and good
+        assert json_close.status == 503
+        sign_on = await terminal.sign_on()  # and the listener goes on
+        assert sign_on["39"] == "00" and "mac" not in sign_on
+    finally:
+        await connection.close()

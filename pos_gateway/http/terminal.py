@@ -83,6 +83,9 @@ def _answer_or_raise(outcome: TerminalOutcome) -> dict[str, Any]:
         raise NotPermitted("terminal is disabled", code="terminal_disabled")
     if outcome.status == "malformed":
         raise outcome.error or InvalidInput("malformed request")
+    if outcome.status == "unavailable":
+        assert outcome.error is not None
+        raise outcome.error  # the middleware's 503
     assert outcome.answer is not None
     return outcome.answer
 

@@ -169,6 +169,10 @@ def _refused(
 ) -> tuple[dict[str, str], bytes | None]:
     if outcome.status == "unauthenticated":
         return messages.refusal(fields, messages.SECURITY_VIOLATION), None
+    if outcome.status == "unavailable":
+        # MACed once the terminal was authenticated; before that there is no key.
+        log.error("database_unavailable", error=type(outcome.error).__name__)
+        return messages.refusal(fields, messages.ISSUER_UNAVAILABLE), outcome.mac_key
     if outcome.status == "disabled":
         # Authenticated, so MACed; a disabled terminal may not transact (63 too).
         return messages.refusal(fields, messages.SECURITY_VIOLATION), outcome.mac_key

@@ -10,7 +10,7 @@ metrics and the one log line - happens here, the same way for both.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -53,9 +53,11 @@ class TerminalOutcome:
     """What the transport renders. `answer` is the business answer (status "answer");
     `error` the InvalidInput of a malformed request (reported only once authenticated);
     `mac_key` is set once the terminal is authenticated, so the transport can MAC its
-    answer (None on a 91 answered before the terminal could be authenticated)."""
+    answer (None on a 91 answered before the terminal could be authenticated).
+    "unavailable" (batch requests only; a transaction answers 91 instead): the deadline
+    passed or the database is gone, `error` says which (503 / 91)."""
 
-    status: Literal["answer", "unauthenticated", "disabled", "malformed"]
+    status: Literal["answer", "unauthenticated", "disabled", "malformed", "unavailable"]
     answer: dict[str, Any] | None = None
     error: Exception | None = None
     mac_key: bytes | None = field(default=None, repr=False)
@@ -187,11 +189,26 @@ class TerminalFrontDoor:
         """Reconcile the terminal's totals and open its next batch (`malformed`: the close
         did not parse; reported once the terminal is authenticated). A close naming another
         batch than the open one, or closed before with other figures, raises ConflictsWithRecord
-        (errors.py), as services.batches does. Past the deadline: DeadlineExceeded, which
-        is "database unavailable" to the transport (503 / 91); database errors propagate."""
-        return await within_deadline(
-            self._close_batch(auth, batch_no, figures, digest, malformed), self._deadline_s
+        (errors.py), as services.batches does. Past the deadline or with the database
+        gone: "unavailable"; other errors propagate."""
+        checked: list[_Authenticated] = []
+        return await self._batch_request(
+            self._close_batch(auth, batch_no, figures, digest, malformed, checked), checked
         )
+
+    async def _batch_request(
+        self, work: Coroutine[Any, Any, TerminalOutcome], checked: list[_Authenticated]
+    ) -> TerminalOutcome:
+        """`work` within the deadline. Past it, or with the database gone, "unavailable",
+        with the terminal's key once the work had authenticated it, so that its 91 is
+        MACed like any answer to an authenticated request (DESIGN §9)."""
+        try:
+            return await within_deadline(work, self._deadline_s)
+        except Exception as exc:
+            if not database_unavailable(exc):  # DeadlineExceeded is a TimeoutError
+                raise
+            mac_key = checked[0].mac_key if checked else None
+            return TerminalOutcome("unavailable", error=exc, mac_key=mac_key)
 
     async def _close_batch(
         self,
@@ -200,8 +217,9 @@ class TerminalFrontDoor:
         figures: dict[str, Any],
         digest: bytes,
         malformed: Exception | None,
+        authenticated: list[_Authenticated],
     ) -> TerminalOutcome:
-        checked = await self._load_and_authenticate(auth)
+        checked = await self._load_and_authenticate(auth, authenticated)
         if not isinstance(checked, _Authenticated):
             return checked
         if malformed is not None:
@@ -218,21 +236,28 @@ class TerminalFrontDoor:
     async def open_batch(self, auth: TerminalAuth) -> TerminalOutcome:
         """{"batch_no": n}: the batch a close must name (ISO 8583 sign-on answers it);
         within the deadline, as above."""
-        return await within_deadline(self._open_batch(auth), self._deadline_s)
+        checked: list[_Authenticated] = []
+        return await self._batch_request(self._open_batch(auth, checked), checked)
 
-    async def _open_batch(self, auth: TerminalAuth) -> TerminalOutcome:
-        checked = await self._load_and_authenticate(auth)
+    async def _open_batch(
+        self, auth: TerminalAuth, authenticated: list[_Authenticated]
+    ) -> TerminalOutcome:
+        checked = await self._load_and_authenticate(auth, authenticated)
         if not isinstance(checked, _Authenticated):
             return checked
         batch_no = await terminals.open_batch(self._pool, auth.terminal_id)
         return TerminalOutcome("answer", answer={"batch_no": batch_no}, mac_key=checked.mac_key)
 
-    async def _load_and_authenticate(self, auth: TerminalAuth) -> _Authenticated | TerminalOutcome:
+    async def _load_and_authenticate(
+        self, auth: TerminalAuth, authenticated: list[_Authenticated]
+    ) -> _Authenticated | TerminalOutcome:
+        """The terminal, authenticated (and put in `authenticated`), or the refusal."""
         structlog.contextvars.bind_contextvars(terminal_id=auth.terminal_id)
         row = await terminals.load_for_auth(self._pool, auth.terminal_id)
         checked = self._authenticate(auth, row)
         if checked is None:
             return _UNAUTHENTICATED
+        authenticated.append(checked)
         if not checked.active:
             return TerminalOutcome("disabled", mac_key=checked.mac_key)
         return checked
