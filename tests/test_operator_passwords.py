@@ -5,6 +5,7 @@ logins and password changes: audited, and one hash whatever the reason."""
 from __future__ import annotations
 
 import json
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -163,3 +164,44 @@ async def test_a_wrong_old_password_at_a_change_is_audited_without_secrets(
         {"consecutive_failures": 2, "locked": False},
     ]
     assert not any(secret in r["details"] for r in rows for secret in ("Wrong-pass", "Brand-new"))
+
+
+async def test_unknown_and_disabled_names_lock_like_real_accounts(world: World, db) -> None:
+    """Five wrong tries lock a real account; the same five lock an unknown or disabled name
+    too, so the answers do not tell which names exist."""
+    operators = world.client.server.app[PAGES].operators
+    real = await operator(world.client, ["counter"])
+    disabled = await operator(world.client, ["counter"])
+    await operators.set_disabled(disabled, True, actor=ACTOR)
+    unknown = f"nobody{secrets.token_hex(4)}"
+
+    answers = {}
+    for case, username in [("real", real), ("disabled", disabled), ("unknown", unknown)]:
+        seen = []
+        for _ in range(6):
+            try:
+                await operators.login(username, "Wrong-pass-123", actor=ACTOR)
+            except (NotAuthenticated, NotPermitted) as exc:
+                seen.append(exc.code)
+        answers[case] = seen
+    expected = ["login_failed"] * 5 + ["login_locked"]
+    assert answers == {"real": expected, "disabled": expected, "unknown": expected}
+    # The right password of a locked real account is refused too, as for the others.
+    with pytest.raises(NotPermitted):
+        await operators.login(real, PASSWORD, actor=ACTOR)
+
+
+async def test_throttle_rows_of_unknown_names_are_pruned_when_over(world: World, db) -> None:
+    operators = world.client.server.app[PAGES].operators
+    stale = f"stale{secrets.token_hex(4)}"
+    await db.execute(
+        "INSERT INTO operator_login_throttle (username, failed_attempts, last_attempt_at) "
+        "VALUES ($1, 3, now() - interval '2 hours')",
+        stale,
+    )
+    with pytest.raises(NotAuthenticated):
+        await operators.login(f"nobody{secrets.token_hex(4)}", "Wrong-pass-123", actor=ACTOR)
+    assert (
+        await db.fetchval("SELECT count(*) FROM operator_login_throttle WHERE username = $1", stale)
+        == 0
+    )

@@ -42,6 +42,13 @@ log = structlog.get_logger("pos_gateway.operators")
 _LOGIN_FAILED = "user name or password is wrong"
 
 
+def _login_locked() -> NotPermitted:
+    return NotPermitted(
+        "login locked after too many wrong passwords; ask an administrator",
+        code="login_locked",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class OperatorSession:
     username: str
@@ -120,7 +127,15 @@ class OperatorService:
         async with self._pool.acquire() as conn:
             account = await operators.get(conn, username)
         if account is None or account["disabled"]:
+            # The same answers (lockout included) and the same work (one hash) as for an
+            # enabled account: no probing for which names exist.
+            async with self._pool.acquire() as conn:
+                open_ = await operators.reserve_unknown_attempt(
+                    conn, username, MAX_LOGIN_FAILURES, LOCKOUT
+                )
             await self._run(self._hasher.dummy_verify, password)
+            if not open_:
+                raise _login_locked()
             raise NotAuthenticated(_LOGIN_FAILED, code="login_failed")
         async with self._pool.acquire() as conn:
             attempt = await operators.reserve_attempt(conn, username, MAX_LOGIN_FAILURES, LOCKOUT)
@@ -128,10 +143,7 @@ class OperatorService:
             # One hash as for a wrong password or an unknown name, so that the time of the
             # answer does not tell a locked account from the others.
             await self._run(self._hasher.dummy_verify, password)
-            raise NotPermitted(
-                "login locked after too many wrong passwords; ask an administrator",
-                code="login_locked",
-            )
+            raise _login_locked()
         matches = await self._run(self._hasher.verify, attempt["password_hash"], password)
         actor = Actor(OPERATOR, username, actor.remote_addr, actor.request_id)
         token = secrets.token_urlsafe(32)

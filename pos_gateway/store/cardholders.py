@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import asyncpg
 
-from pos_gateway.store.lockout import count_attempt, not_locked, prune_throttle
+from pos_gateway.store.lockout import count_attempt, not_locked, reserve_throttled_attempt
 
 _CREDENTIAL_COLUMNS = "ssn, password_hash, must_change, failed_attempts, locked_until"
 
@@ -56,23 +56,8 @@ async def reserve_unknown_attempt(
     conn: asyncpg.Connection, ssn: str, max_failures: int, lockout: timedelta
 ) -> bool:
     """reserve_attempt for an ID number with no credentials (login_throttle): False while
-    it is locked, so an unknown number locks after as many tries as a registered one.
-    The table grows only here, so rows whose run of failures is over go here too."""
-    await prune_throttle(conn, lockout)
-    row = await conn.fetchrow(
-        f"""
-        INSERT INTO login_throttle AS t (ssn, failed_attempts, locked_until)
-        VALUES ($1, 1, CASE WHEN 1 >= $2 THEN now() + $3::interval END)
-        ON CONFLICT (ssn) DO UPDATE
-        SET {count_attempt("t")}
-        WHERE {not_locked("t")}
-        RETURNING failed_attempts
-        """,
-        ssn,
-        max_failures,
-        lockout,
-    )
-    return row is not None
+    it is locked, so an unknown number locks after as many tries as a registered one."""
+    return await reserve_throttled_attempt(conn, "login_throttle", ssn, max_failures, lockout)
 
 
 async def login_succeeded(conn: asyncpg.Connection, ssn: str) -> None:

@@ -45,14 +45,22 @@ def not_locked(table: str = "") -> str:
 PRUNE_BATCH = 8
 
 
-async def prune_throttle(conn: asyncpg.Connection, lockout_interval: timedelta) -> int:
-    """Delete up to PRUNE_BATCH login_throttle rows whose last attempt is older than the
-    interval (their lock, set at that attempt, has run out too); rows being counted right
-    now are skipped, not waited for. Returns how many went."""
+# The tables of logins without an account, and their key column: constants, never input.
+_THROTTLES = {"login_throttle": "ssn", "operator_login_throttle": "username"}
+
+
+async def prune_throttle(
+    conn: asyncpg.Connection, lockout_interval: timedelta, table: str = "login_throttle"
+) -> int:
+    """Delete up to PRUNE_BATCH rows of `table` (login_throttle, operator_login_throttle)
+    whose last attempt is older than the interval (their lock, set at that attempt, has
+    run out too); rows being counted right now are skipped, not waited for. Returns how
+    many went."""
+    key = _THROTTLES[table]
     result = await conn.execute(
-        """
-        DELETE FROM login_throttle WHERE ssn = ANY(ARRAY(
-            SELECT ssn FROM login_throttle
+        f"""
+        DELETE FROM {table} WHERE {key} = ANY(ARRAY(
+            SELECT {key} FROM {table}
             WHERE last_attempt_at <= now() - $1::interval
             ORDER BY last_attempt_at
             LIMIT $2
@@ -63,3 +71,28 @@ async def prune_throttle(conn: asyncpg.Connection, lockout_interval: timedelta) 
         PRUNE_BATCH,
     )
     return int(result.split()[-1])
+
+
+async def reserve_throttled_attempt(
+    conn: asyncpg.Connection, table: str, key: str, max_failures: int, lockout: timedelta
+) -> bool:
+    """An attempt at a login that has no account (an ID number without credentials, an
+    operator name without an enabled account), counted and locked like one that has:
+    False while it is locked. The table grows only here, so rows whose run of failures is
+    over are pruned here too."""
+    column = _THROTTLES[table]
+    await prune_throttle(conn, lockout, table)
+    row = await conn.fetchrow(
+        f"""
+        INSERT INTO {table} AS t ({column}, failed_attempts, locked_until)
+        VALUES ($1, 1, CASE WHEN 1 >= $2 THEN now() + $3::interval END)
+        ON CONFLICT ({column}) DO UPDATE
+        SET {count_attempt("t")}
+        WHERE {not_locked("t")}
+        RETURNING failed_attempts
+        """,
+        key,
+        max_failures,
+        lockout,
+    )
+    return row is not None

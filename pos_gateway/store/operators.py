@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import asyncpg
 
-from pos_gateway.store.lockout import count_attempt, not_locked
+from pos_gateway.domain.operators import USERNAME_RE
+from pos_gateway.store.lockout import count_attempt, not_locked, reserve_throttled_attempt
 
 _COLUMNS = "username, password_hash, must_change, disabled, failed_attempts, locked_until"
 
@@ -78,6 +79,19 @@ async def reserve_attempt(
         username,
         max_failures,
         lockout,
+    )
+
+
+async def reserve_unknown_attempt(
+    conn: asyncpg.Connection, username: str, max_failures: int, lockout: timedelta
+) -> bool:
+    """reserve_attempt for a name with no enabled account (operator_login_throttle):
+    False while it is locked, so such a name locks after as many tries as a real one. A
+    name that no account could have is not counted (nothing to hide about it)."""
+    if not USERNAME_RE.fullmatch(username):
+        return True
+    return await reserve_throttled_attempt(
+        conn, "operator_login_throttle", username, max_failures, lockout
     )
 
 
