@@ -110,7 +110,9 @@ def settlement_totals(rows: list[dict]) -> dict[str, int]:
 
 
 async def verify_ledger(conn: asyncpg.Connection) -> dict[str, Any]:
-    """Recompute balances from the journal and check refunds and reversals; `ok` is False
-    with the offending rows when any rule is broken."""
+    """Recompute balances from the journal and check refunds and reversals, and the links
+    between rows of different distribution keys that are no foreign keys
+    (store/distribution.LINKS); `ok` is False with the offending rows when any rule is
+    broken."""
     problems = await reports.ledger_problems(conn)
     return {"ok": not problems, "checked": await reports.ledger_size(conn), "problems": problems}

@@ -22,10 +22,13 @@ async def insert_person(conn: asyncpg.Connection, ssn: str, name: str) -> bool:
 
 
 async def ensure_account(conn: asyncpg.Connection, ssn: str) -> asyncpg.Record:
+    # One account per person is account_holders' primary key (schema/009), which its
+    # trigger fills: a second account for the ID number fails there. Registration inserts
+    # the person first in the same transaction, which serializes two of the same number.
     row = await conn.fetchrow(
         """
-        INSERT INTO individual_accounts (ssn) VALUES ($1)
-        ON CONFLICT (ssn) DO NOTHING
+        INSERT INTO individual_accounts (ssn)
+        SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM account_holders WHERE ssn = $1)
         RETURNING account_id, ssn, balance, status
         """,
         ssn,

@@ -136,9 +136,10 @@ LEDGER_CHECKS: dict[str, str] = {
 
 
 def _all_checks() -> dict[str, str]:
+    from pos_gateway.store.distribution import link_checks
     from pos_gateway.store.settlement import SETTLEMENT_CHECKS
 
-    return {**LEDGER_CHECKS, **SETTLEMENT_CHECKS}
+    return {**LEDGER_CHECKS, **SETTLEMENT_CHECKS, **link_checks()}
 
 
 async def ledger_problems(

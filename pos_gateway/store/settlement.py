@@ -146,11 +146,13 @@ FROM cards c JOIN individual_accounts a USING (account_id), merchants m
 WHERE c.card_id = $1 AND m.merchant_id = $2
 """
 
-# The person's pair for the year, created on first use; the no-op update locks it (as
-# FOR UPDATE would) and returns it in the same round trip.
+# The person's pair for the year (kept on the person's one account: schema/009), created
+# on first use; the no-op update locks it (as FOR UPDATE would) and returns it in the
+# same round trip.
 _LOCK_PERSON = """
-INSERT INTO fund_accumulators (ssn, year) VALUES ($1, $2)
-ON CONFLICT (ssn, year) DO UPDATE SET ssn = EXCLUDED.ssn
+INSERT INTO fund_accumulators (account_id, ssn, year)
+SELECT account_id, ssn, $2 FROM individual_accounts WHERE ssn = $1
+ON CONFLICT (account_id, year) DO UPDATE SET ssn = EXCLUDED.ssn
 RETURNING deductible_used, fund_used
 """
 
