@@ -73,6 +73,7 @@ TABLES: dict[str, Placement] = {
     "cardholder_credentials": LOCAL,
     "cardholder_sessions": LOCAL,
     "login_throttle": LOCAL,
+    "operator_login_throttle": LOCAL,
     "audit_log": LOCAL,
     "operators": LOCAL,
     "operator_roles": LOCAL,
