@@ -29,7 +29,7 @@ import random
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -207,6 +207,10 @@ class Prepared:
     wire: bytes
 
 
+def _is_94(answer: Answer) -> bool:
+    return answer.status == 200 and answer.body.get("response_code") == "94"
+
+
 class StanSpaceExhausted(Exception):
     """A simulated terminal has used every STAN of its slice: another would repeat one."""
 
@@ -270,6 +274,8 @@ class LoadRun:
         self._types = list(config.mix)
         self._weights = list(config.mix.values())
         self._reversals: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[str]] = set()  # requests on the slow path
+        self._waiters: list[asyncio.Future[None]] = []  # what run() awaits
         self._pin_blocks: dict[tuple[str, str], str] = {}
         self._codes = [item["code"] for item in world.data.get("catalogue", [])]
         if config.itemised_share > 0 and not self._codes:
@@ -300,13 +306,18 @@ class LoadRun:
                 sim.ahead.clear()
         self.stats.started = start
         end = start + self.config.duration_s
+        loop = asyncio.get_running_loop()
         if self.config.rate is None:
-            await asyncio.gather(*(self._closed_terminal(sim, end) for sim in self._sims))
+            finished = [loop.create_future() for _ in self._sims]
+            self._waiters.extend(finished)
+            for sim, done in zip(self._sims, finished, strict=True):
+                self._closed_step(sim, end, done)
+            await asyncio.gather(*finished)
         else:
             await self._open_schedule(start, end, self.config.rate)
         elapsed = time.perf_counter() - start
-        while self._reversals:
-            await asyncio.gather(*list(self._reversals))
+        while self._tasks or self._reversals:
+            await asyncio.gather(*self._tasks, *self._reversals)
         for sim in self._sims:
             if isinstance(sim.terminal, LeanIsoTerminal):
                 await sim.terminal.close()
@@ -314,47 +325,141 @@ class LoadRun:
                 await sim.terminal.aclose()
         return elapsed
 
-    async def _closed_terminal(self, sim: LoadTerminal, end: float) -> None:
-        while (now := time.perf_counter()) < end:
-            outcome = await self._request(sim, now)
+    # A request goes by the fast path when its terminal has a connection open and free:
+    # sent at once, its answer counted in the connection's callback, and (closed model)
+    # the terminal's next request sent from there. Anything else - no free connection, a
+    # 94, a timeout or a broken connection - goes on in a task (`_send`, `_after`).
+
+    def _closed_step(self, sim: LoadTerminal, end: float, finished: asyncio.Future[None]) -> None:
+        """Send the terminal's next request, or resolve `finished` after the end."""
+        now = time.perf_counter()
+        prepared = self._take(sim) if now < end else None
+        if prepared is None:
+            if not finished.done():
+                finished.set_result(None)
+            return
+
+        def then(outcome: str) -> None:
             if outcome == "exhausted":
-                return
-            if outcome == "connection":
-                await asyncio.sleep(CONNECTION_BACKOFF_S)
+                if not finished.done():
+                    finished.set_result(None)
+            elif outcome == "connection":
+                asyncio.get_running_loop().call_later(
+                    CONNECTION_BACKOFF_S, self._closed_step, sim, end, finished
+                )
+            else:
+                self._closed_step(sim, end, finished)
+
+        if not self._fast(sim, prepared, now, then):
+            self._spawn(self._send(sim, prepared, now), then)
 
     async def _open_schedule(self, start: float, end: float, rate: float) -> None:
-        in_flight: set[asyncio.Task[str]] = set()
-        number = 0
-        while (intended := start + number / rate) < end:
-            delay = intended - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            # Behind schedule (a slow client loop), it sends at once without sleeping:
-            # the lag shows in the latency, measured from `intended`.
-            sim = self._sims[number % len(self._sims)]
-            task = asyncio.create_task(self._request(sim, intended))
-            in_flight.add(task)
-            task.add_done_callback(in_flight.discard)
-            number += 1
-        if in_flight:
-            await asyncio.gather(*in_flight)
+        """Send `rate` requests per second from `start` until `end`, from a timer callback
+        (no task per request); return when every one is answered or given up."""
+        loop = asyncio.get_running_loop()
+        all_answered: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(all_answered)
+        to_loop_time = loop.time() - time.perf_counter()
+        outstanding, number, sending = 0, 0, True
+
+        def then(outcome: str) -> None:
+            nonlocal outstanding
+            outstanding -= 1
+            if outstanding == 0 and not sending and not all_answered.done():
+                all_answered.set_result(None)
+
+        def tick() -> None:
+            nonlocal outstanding, number, sending
+            try:
+                now = time.perf_counter()
+                # Behind schedule (a slow client loop), it sends every request due at
+                # once: the lag shows in the latency, measured from `intended`.
+                while (intended := start + number / rate) <= now and intended < end:
+                    sim = self._sims[number % len(self._sims)]
+                    number += 1
+                    prepared = self._take(sim)
+                    if prepared is None:
+                        continue
+                    outstanding += 1
+                    if not self._fast(sim, prepared, intended, then):
+                        self._spawn(self._send(sim, prepared, intended), then)
+                if intended < end:
+                    loop.call_at(intended + to_loop_time, tick)
+                    return
+                sending = False
+                if outstanding == 0 and not all_answered.done():
+                    all_answered.set_result(None)
+            except Exception as exc:  # a bug: stop the run rather than hang it
+                self._fail(exc)
+
+        tick()
+        await all_answered
+
+    def _take(self, sim: LoadTerminal) -> Prepared | None:
+        """The terminal's next request, prepared or made now; None (counted) if its
+        STANs are used up."""
+        if sim.ahead:
+            return sim.ahead.popleft()
+        try:
+            prepared = self._make(sim)
+        except StanSpaceExhausted:
+            self.stats.error("purchase", "stan_exhausted")
+            return None
+        self.made_during_run += 1
+        return prepared
+
+    def _fast(
+        self, sim: LoadTerminal, prepared: Prepared, intended: float, then: Callable[[str], None]
+    ) -> bool:
+        """Send on a free open connection and count the answer in its callback, then
+        `then(outcome)`; False (nothing sent) if the terminal has no free connection."""
+        sent_at = time.perf_counter()
+
+        def done(result: Answer | BaseException) -> None:
+            try:
+                if isinstance(result, Answer) and not _is_94(result):
+                    self.stats.answer(
+                        prepared.label,
+                        intended=intended,
+                        sent_at=sent_at,
+                        done=time.perf_counter(),
+                        status=result.status,
+                        body=result.body,
+                        amount=prepared.body.get("amount"),
+                    )
+                    then("answered")
+                else:
+                    self._spawn(self._after(sim, prepared, intended, sent_at, result), then)
+            except Exception as exc:  # a bug: stop the run rather than hang it
+                self._fail(exc)
+
+        if not sim.terminal.start(prepared.wire, prepared.body["stan"], done):
+            return False
+        self.stats.request_sent(prepared.label)
+        return True
+
+    def _spawn(self, coro: Coroutine[Any, Any, str], then: Callable[[str], None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+
+        def finished(task: asyncio.Task[str]) -> None:
+            self._tasks.discard(task)
+            if task.cancelled():
+                return
+            try:
+                then(task.result())
+            except Exception as exc:
+                self._fail(exc)
+
+        task.add_done_callback(finished)
+
+    def _fail(self, exc: Exception) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(exc)
 
     def _pick_type(self) -> str:
         return self._rng.choices(self._types, self._weights)[0]
-
-    async def _request(self, sim: LoadTerminal, intended: float) -> str:
-        """Send one request (prepared, or made now) and count its outcome; returns the
-        outcome's kind."""
-        if sim.ahead:
-            prepared = sim.ahead.popleft()
-        else:
-            try:
-                prepared = self._make(sim)
-            except StanSpaceExhausted:
-                self.stats.error("purchase", "stan_exhausted")
-                return "exhausted"
-            self.made_during_run += 1
-        return await self._send(sim, prepared, intended)
 
     def _make(self, sim: LoadTerminal) -> Prepared:
         """A request of a type drawn from the mix, for a card drawn from the world."""
@@ -389,21 +494,41 @@ class LoadRun:
         return Prepared(txn_type, label, body, sim.terminal.wire(body))
 
     async def _send(self, sim: LoadTerminal, prepared: Prepared, intended: float) -> str:
-        txn_type, label = prepared.txn_type, prepared.label
-        body, wire = prepared.body, prepared.wire
-        self.stats.request_sent(label)
+        """Send one request, awaited; count its outcome and return its kind."""
+        self.stats.request_sent(prepared.label)
+        sent_at = time.perf_counter()
         try:
-            for _ in range(STAN_COLLISION_RETRIES):
-                sent_at = time.perf_counter()
-                answer = await sim.terminal.send_wire(wire, body["stan"])
-                if answer.status != 200 or answer.body.get("response_code") != "94":
+            result: Answer | BaseException = await sim.terminal.send_wire(
+                prepared.wire, prepared.body["stan"]
+            )
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            result = exc
+        return await self._after(sim, prepared, intended, sent_at, result)
+
+    async def _after(
+        self,
+        sim: LoadTerminal,
+        prepared: Prepared,
+        intended: float,
+        sent_at: float,
+        result: Answer | BaseException,
+    ) -> str:
+        """Count the outcome of a request sent at `sent_at`, whose answer or error is
+        `result`: resent under the next STAN after a 94, reversed when its answer is lost."""
+        txn_type, label, body = prepared.txn_type, prepared.label, prepared.body
+        try:
+            for attempt in range(1, STAN_COLLISION_RETRIES + 1):
+                if isinstance(result, BaseException):
+                    raise result
+                if not _is_94(result) or attempt == STAN_COLLISION_RETRIES:
                     break
                 # 94: this STAN was already used today by an earlier run on the same
                 # terminal (a simulator keeps no STAN counter between runs). Counted, and
                 # sent again under the next STAN, as a terminal would after resyncing.
                 self.stats.stan_collisions += 1
                 body = {**body, "stan": sim.next_stan()}
-                wire = sim.terminal.wire(body)
+                sent_at = time.perf_counter()
+                result = await sim.terminal.send_wire(sim.terminal.wire(body), body["stan"])
         except StanSpaceExhausted:
             self.stats.error(label, "stan_exhausted")
             return "exhausted"
@@ -419,13 +544,14 @@ class LoadRun:
         except (aiohttp.ClientError, OSError):
             self.stats.error(label, "connection")
             return "connection"
+        assert isinstance(result, Answer)
         self.stats.answer(
             label,
             intended=intended,
             sent_at=sent_at,
             done=time.perf_counter(),
-            status=answer.status,
-            body=answer.body,
+            status=result.status,
+            body=result.body,
             amount=body.get("amount"),
         )
         return "answered"
