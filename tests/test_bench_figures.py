@@ -1,15 +1,18 @@
 """terminal-sim bench: its figures against issue 13's targets, as pure functions of the
-results (no run: these are the arithmetic and the wording of the last table)."""
+results (no run: these are the arithmetic and the wording of the last table); and the
+lean load client's reading of an HTTP answer's head."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
+import aiohttp
 import pytest
 
 from terminal_sim.bench import latency_bound_ms, render_summary, render_targets, targets
 from terminal_sim.cpu import GENERATOR_SHARE_LIMIT
+from terminal_sim.lean import parse_head
 
 
 def _split(gateway_us: float, generator_us: float) -> dict[str, Any]:
@@ -126,3 +129,30 @@ def test_the_last_table_says_met_or_not_met_for_each_figure() -> None:
     ]
     assert "OVER 0.2" in splits[4] and "OVER" not in "".join(splits[:4])
     assert "1.5 would be 3,000/s" in summary
+
+
+@pytest.mark.parametrize(
+    ("head", "parsed"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nContent-Type: text/plain", (200, 12, True)),
+        (b"HTTP/1.1 503 Busy\r\nConnection: close\r\nContent-Length: 0", (503, 0, False)),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 3", (200, 3, False)),
+        (b"HTTP/1.0 200 OK\r\nConnection: keep-alive", (200, None, True)),
+    ],
+)  # fmt: skip
+def test_the_lean_client_reads_an_answers_head(head: bytes, parsed: tuple[Any, ...]) -> None:
+    assert parse_head(head) == parsed
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"SSH-2.0-OpenSSH",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2000000",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked",
+    ],
+)
+def test_the_lean_client_refuses_an_answer_it_cannot_read(head: bytes) -> None:
+    with pytest.raises(aiohttp.ClientPayloadError):
+        parse_head(head)
