@@ -594,7 +594,7 @@ def write_chart(results: dict[str, Any], path: Path) -> str | None:
             for t in results["targets"]]  # fmt: skip
     table = table_axes.table(
         cellText=rows, colLabels=["figure", "value", "target", ""], loc="center",
-        colWidths=[0.62, 0.12, 0.14, 0.12],
+        colWidths=[0.62, 0.12, 0.14, 0.12], cellLoc="left",
     )  # fmt: skip
     table.auto_set_font_size(False)
     table.set_fontsize(7)
@@ -622,6 +622,12 @@ def render_targets(rows: list[dict[str, Any]]) -> str:
         ).rstrip()
         for line in lines
     )
+
+
+def _split_line(run: dict[str, Any]) -> str:
+    made = run.get("made_during_run", 0)
+    # Requests not prepared ahead cost the generator during the run: say so.
+    return render_split(run["cpu"]) + (f"; {made} requests made during the run" if made else "")
 
 
 def render_summary(results: dict[str, Any]) -> str:
@@ -653,7 +659,7 @@ def render_summary(results: dict[str, Any]) -> str:
         ("gateway peak RSS per worker", f"{rss / 2**20:.1f} MiB"),
         ("gateway log level (production: info)", results["config"]["gateway_log_level"]),
         ("CPU per approved purchase, each process's own CPU time:", ""),
-        *((f"  {_run_label(results, key, label)}", render_split(results[key]["cpu"]))
+        *((f"  {_run_label(results, key, label)}", _split_line(results[key]))
           for key, label in RUNS if key in results),
     ]  # fmt: skip
     width = max(len(label) for label, _ in rows)

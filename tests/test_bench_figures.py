@@ -129,6 +129,17 @@ def test_the_last_table_says_met_or_not_met_for_each_figure() -> None:
     ]
     assert "OVER 0.2" in splits[4] and "OVER" not in "".join(splits[:4])
     assert "1.5 would be 3,000/s" in summary
+    assert "made during the run" not in summary
+
+
+def test_requests_made_during_a_run_are_told_beside_its_cpu_split() -> None:
+    results = _results()
+    results["db_bound"]["made_during_run"] = 17
+    results["targets"] = targets(results)
+    [line] = [s for s in render_summary(results).splitlines() if "made during" in s]
+    assert line.strip().startswith("cheap hash, closed ") and line.endswith(
+        "; 17 requests made during the run"
+    )
 
 
 @pytest.mark.parametrize(
