@@ -29,6 +29,7 @@ import importlib.util
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -49,7 +50,13 @@ import argon2
 import psutil
 
 from terminal_sim.client import wait_healthy
-from terminal_sim.cpu import GENERATOR_SHARE_LIMIT, CpuSnapshot, cpu_split, render_split
+from terminal_sim.cpu import (
+    GENERATOR_SHARE_LIMIT,
+    CpuSnapshot,
+    cpu_split,
+    render_split,
+    server_cpu_seconds,
+)
 from terminal_sim.demo import DemoWorld
 from terminal_sim.load import MAX_PREPARED, LoadConfig, run_load
 
@@ -282,22 +289,37 @@ def run_pgbench(data_dir: Path, clients: int, seconds: float) -> dict[str, Any]:
     subprocess.run(  # noqa: S603
         [str(pgbench), *conn, "-i", "-q", "-s", "10", "pgbench"], capture_output=True, check=True
     )
+    # pgbench's own CPU time is that of the children reaped meanwhile (it is the only one).
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = server_cpu_seconds(data_dir / "pg")
     result = subprocess.run(  # noqa: S603
         [str(pgbench), *conn, "-c", str(clients), "-j", "2", "-T", str(int(seconds)), "pgbench"],
         capture_output=True,
         text=True,
         check=True,
     )
+    server_after = server_cpu_seconds(data_dir / "pg")
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     match = re.search(r"tps = ([0-9.]+)", result.stdout)
     if match is None:
         raise BenchError(f"cannot read pgbench output:\n{result.stdout}\n{result.stderr}")
     latency = re.search(r"latency average = ([0-9.]+) ms", result.stdout)
+    processed = re.search(r"actually processed: (\d+)", result.stdout)
+    count = int(processed.group(1)) if processed else 0
+    client_s = (children_after.ru_utime + children_after.ru_stime) - (
+        children_before.ru_utime + children_before.ru_stime
+    )
     return {
         "tps": float(match.group(1)),
         "clients": clients,
         "duration_s": int(seconds),
         "latency_avg_ms": float(latency.group(1)) if latency else None,
         "script": "tpcb-like (built-in), scale 10",
+        "transactions": count,
+        "cpu_us_per_transaction": {
+            "postgres": round((server_after - server_before) * 1e6 / count, 1) if count else None,
+            "pgbench": round(client_s * 1e6 / count, 1) if count else None,
+        },
     }
 
 
@@ -454,6 +476,7 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
             "pin_bound": round(pin_bound["purchases_per_s"] / raw, 3),
             "db_bound": round(db_bound["purchases_per_s"] / pgbench["tps"], 3),
         }
+        results["ratios_by_cpu"] = ratios_by_cpu(results)
         results["targets"] = targets(results)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -486,6 +509,31 @@ RUNS = (
 def _run_label(results: dict[str, Any], key: str, label: str) -> str:
     protocol = results[key].get("protocol") or results["config"]["protocol"]
     return label.replace("other protocol", protocol) if "other" in label else label
+
+
+def _total_us(parts: dict[str, Any], names: tuple[str, ...]) -> float | None:
+    values = [parts.get(name) for name in names]
+    return None if any(v is None for v in values) else float(sum(v for v in values if v))
+
+
+def ratios_by_cpu(results: dict[str, Any]) -> dict[str, float | None]:
+    """The two ratios as a quiet machine would give them when the cores are the limit:
+    the CPU time a purchase costs everything on the machine (gateway, PostgreSQL and
+    generator) against one argon2id verification, and against one pgbench transaction
+    (pgbench and PostgreSQL). Unlike the rates, CPU times hardly move when other work
+    shares the machine."""
+    parts = ("gateway", "postgres", "generator")
+
+    def purchase_us(run: dict[str, Any]) -> float | None:
+        return _total_us({p: run["cpu"][p]["us_per_purchase"] for p in parts}, parts)
+
+    pin, db = purchase_us(results["pin_bound"]), purchase_us(results["db_bound"])
+    tpcb = _total_us(results["pgbench"].get("cpu_us_per_transaction", {}), ("postgres", "pgbench"))
+    verification_us = results["pin_verification"]["cpu_ms"] * 1000
+    return {
+        "pin_bound": round(verification_us / pin, 3) if pin else None,
+        "db_bound": round(tpcb / db, 3) if tpcb and db else None,
+    }
 
 
 def latency_bound_ms(pin_verification_ms: float) -> float:
@@ -624,6 +672,10 @@ def render_targets(rows: list[dict[str, Any]]) -> str:
     )
 
 
+def _ratio_text(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.3f}"
+
+
 def _split_line(run: dict[str, Any]) -> str:
     made = run.get("made_during_run", 0)
     # Requests not prepared ahead cost the generator during the run: say so.
@@ -635,6 +687,7 @@ def render_summary(results: dict[str, Any]) -> str:
     prod_half, half = results["latency_at_half_rate_production"], results["latency_at_half_rate"]
     ratios, rss = results["ratios"], results["gateway_peak_rss_bytes"]["max_per_worker"]
     verification = results["pin_verification"]
+    by_cpu = results.get("ratios_by_cpu", {})
     db_goal = DB_BOUND_GOAL * results["pgbench"]["tps"]
     rows = [
         ("one PIN verification (argon2id, one thread): CPU / wall",
@@ -643,6 +696,8 @@ def render_summary(results: dict[str, Any]) -> str:
         ("  raw argon2id verifications/s, same cores",
          f"{results['raw_argon2_verifications_per_s']:.1f}"),
         (f"  ratio (target >= {PIN_BOUND_TARGET})", f"{ratios['pin_bound']:.3f}"),
+        ("  by CPU time: one verification / CPU of a purchase (all processes)",
+         _ratio_text(by_cpu.get("pin_bound"))),
         (f"open model at {prod_half['rate']:.1f}/s (half the PIN-bound rate), production "
          "hash: p50", f"{prod_half['latency_us']['p50'] / 1000:.2f} ms"),
         (f"  p99 (target <= {LATENCY_PIN_VERIFICATIONS} x {verification['cpu_ms']:.1f} + "
@@ -651,6 +706,8 @@ def render_summary(results: dict[str, Any]) -> str:
         ("  pgbench TPC-B tps, same server and clients", f"{results['pgbench']['tps']:.1f}"),
         (f"  ratio (target >= {DB_BOUND_TARGET}; {DB_BOUND_GOAL} would be {db_goal:,.0f}/s)",
          f"{ratios['db_bound']:.3f}"),
+        ("  by CPU time: CPU of a TPC-B transaction / CPU of a purchase",
+         _ratio_text(by_cpu.get("db_bound"))),
         *((f"  cheap hash over {name}: purchases/s", f"{rate:.1f}")
           for name, rate in results["cheap_hash_purchases_per_s_by_protocol"].items()),
         (f"open model at {half['rate']:.0f}/s (half the DB-bound rate), cheap hash: p50",

@@ -167,3 +167,15 @@ def test_the_lean_client_reads_an_answers_head(head: bytes, parsed: tuple[Any, .
 def test_the_lean_client_refuses_an_answer_it_cannot_read(head: bytes) -> None:
     with pytest.raises(aiohttp.ClientPayloadError):
         parse_head(head)
+
+
+def test_ratios_by_cpu_time_add_every_process_of_a_purchase() -> None:
+    from terminal_sim.bench import ratios_by_cpu
+
+    results = _results()
+    results["pgbench"]["cpu_us_per_transaction"] = {"postgres": 600.0, "pgbench": 150.0}
+    ratios = ratios_by_cpu(results)
+    # 20 ms against 23,000 + 900 + 500 µs; 750 µs against 1,000 + 900 + 150 µs.
+    assert ratios == {"pin_bound": round(20_000 / 24_400, 3), "db_bound": round(750 / 2_050, 3)}
+    del results["pgbench"]["cpu_us_per_transaction"]
+    assert ratios_by_cpu(results)["db_bound"] is None
