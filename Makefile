@@ -31,10 +31,10 @@ screenshots: $(STAMP)
 test-faults: $(STAMP)
 	$(BIN)/python -m pytest -q -s -m faults tests/faults
 
-# Figures, not pass/fail: see terminal-sim bench --help.
+# Figures, not pass/fail: see terminal-sim bench --help (BENCH_ARGS="--port N ..." to pass options).
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	$(BIN)/terminal-sim bench --out-dir bench-out
+	$(BIN)/terminal-sim bench --out-dir bench-out $(BENCH_ARGS)
 
 serve: $(STAMP)
 	$(BIN)/pos-gateway serve

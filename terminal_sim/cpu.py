@@ -34,6 +34,24 @@ def postmaster_pid(pgdata: Path) -> int | None:
     return pid if psutil.pid_exists(pid) else None
 
 
+def server_cpu_seconds(pgdata: Path) -> float:
+    """CPU seconds so far of the whole PostgreSQL server: the postmaster, its live
+    children, and the children it has reaped (backends of connections since closed, such
+    as pgbench's), which the kernel adds to the postmaster's children's times."""
+    pid = postmaster_pid(pgdata)
+    if pid is None:
+        return 0.0
+    total = 0.0
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(pid)
+        times = root.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        for child in root.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                total += _cpu_seconds(child)
+    return total
+
+
 @dataclass(frozen=True, slots=True)
 class CpuSnapshot:
     """CPU seconds so far of each process, by part: {part: {pid: seconds}}."""

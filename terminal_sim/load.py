@@ -12,6 +12,13 @@ A simulated terminal borrows a real terminal's id and keys from the demo file; s
 share one, each with its own slice of the STAN range, so (terminal, date, STAN) never
 repeats within a run. A money-moving request that gets no answer in time is reversed, as a
 real terminal would, by a reversal naming its STAN, retransmitted until answered.
+
+The generator shares the machine with the gateway, so it spends as little CPU as it can
+while a run is measured: with `prepare_ahead`, requests are made before the run starts
+(cards and types drawn, PIN blocks enciphered, bodies signed or MACed: the gateway takes
+a JSON request's timestamp for 300 s and checks only the date of an ISO 8583 one), and
+lean clients (terminal_sim.lean) send them. A run longer than the window makes its
+requests as it goes.
 """
 
 from __future__ import annotations
@@ -21,16 +28,17 @@ import contextlib
 import random
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
-from terminal_sim.client import TRANSACTIONS_PATH, Answer, Terminal, TerminalConfig
+from terminal_sim.client import TRANSACTIONS_PATH, Answer, TerminalConfig
 from terminal_sim.demo import DemoWorld
-from terminal_sim.iso import IsoConnection, IsoConnectionLost, IsoTerminal
-from terminal_sim.lean import LeanTerminal
+from terminal_sim.iso import IsoConnectionLost
+from terminal_sim.lean import LeanIsoTerminal, LeanTerminal
 from terminal_sim.protocol import STAN_LAST, StanCounter, encode_body, pin_block
 from terminal_sim.report import LoadStats, Progress, build_report
 
@@ -51,6 +59,10 @@ CONNECTION_BACKOFF_S = 0.1
 
 
 STAN_COLLISION_RETRIES = 4
+# Prepared requests are used only by a run that ends within this many seconds of their
+# making: well inside the gateway's default timestamp window of 300 s.
+PREPARED_MAX_AGE_S = 240.0
+MAX_PREPARED = 1_000_000
 
 
 class LoadError(ValueError):
@@ -148,6 +160,7 @@ class LoadConfig:
     seed: int | None = None
     iso: tuple[str, int] | None = None  # (host, port): ISO 8583 instead of JSON over HTTP
     itemised_share: float = 0.0  # of purchases, sent with catalogue items (DESIGN §10)
+    prepare_ahead: int = 0  # requests made before the run starts (see the module's doc)
 
     def __post_init__(self) -> None:
         if not 0 <= self.itemised_share <= 1:
@@ -160,6 +173,8 @@ class LoadConfig:
             raise LoadError("the timeout must be more than 0 and at most 300 s")
         if self.amount_fen <= 0:
             raise LoadError("the amount must be more than 0")
+        if not 0 <= self.prepare_ahead <= MAX_PREPARED:
+            raise LoadError(f"requests prepared ahead must be 0..{MAX_PREPARED}")
 
     @property
     def model(self) -> str:
@@ -179,6 +194,21 @@ class LoadConfig:
             "protocol": "iso8583" if self.iso else "json",
             "itemised_share": self.itemised_share,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A request ready to go: its type and label, its body (for a reversal or a resend)
+    and its bytes on the connection."""
+
+    txn_type: str
+    label: str
+    body: dict[str, Any]
+    wire: bytes
+
+
+def _is_94(answer: Answer) -> bool:
+    return answer.status == 200 and answer.body.get("response_code") == "94"
 
 
 class StanSpaceExhausted(Exception):
@@ -205,12 +235,13 @@ class LoadTerminal:
         # Over ISO 8583 each simulated terminal keeps one connection, pipelining on it in
         # the open model, as a terminal does. Over HTTP, keep-alive connections of a lean
         # client, so that the generator costs little of the CPU the gateway shares.
-        self.terminal: Terminal | IsoTerminal = (
-            IsoTerminal(IsoConnection(*iso), plan.config, stans, timeout_s=timeout_s)
+        self.terminal: LeanTerminal | LeanIsoTerminal = (
+            LeanIsoTerminal(*iso, plan.config, stans, timeout_s=timeout_s)
             if iso
             else LeanTerminal(session, url, plan.config, stans, timeout_s=timeout_s)
         )
         self.issued = 0
+        self.ahead: deque[Prepared] = deque()
 
     def next_stan(self) -> str:
         if self.issued >= self.plan.stan_count:
@@ -243,66 +274,197 @@ class LoadRun:
         self._types = list(config.mix)
         self._weights = list(config.mix.values())
         self._reversals: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[str]] = set()  # requests on the slow path
+        self._waiters: list[asyncio.Future[None]] = []  # what run() awaits
         self._pin_blocks: dict[tuple[str, str], str] = {}
         self._codes = [item["code"] for item in world.data.get("catalogue", [])]
         if config.itemised_share > 0 and not self._codes:
             raise LoadError("itemised purchases need the demo file's catalogue")
+        self._prepared_at: float | None = None
+        self.made_during_run = 0  # requests the run made as it went (none prepared left)
+
+    def prepare(self, count: int) -> None:
+        """Make `count` requests now, dealt round-robin to the simulated terminals as the
+        open model sends them; a closed run takes each terminal's own in order."""
+        for number in range(count):
+            sim = self._sims[number % len(self._sims)]
+            try:
+                sim.ahead.append(self._make(sim))
+            except StanSpaceExhausted:
+                break
+        self._prepared_at = time.perf_counter()
 
     async def run(self) -> float:
         """Send for the configured duration, wait for answers and reversals; return the
         elapsed seconds from the first send to the last answer."""
         start = time.perf_counter()
+        if (
+            self._prepared_at is not None
+            and start + self.config.duration_s - self._prepared_at > PREPARED_MAX_AGE_S
+        ):
+            for sim in self._sims:  # their timestamps would run out during the run
+                sim.ahead.clear()
         self.stats.started = start
         end = start + self.config.duration_s
+        loop = asyncio.get_running_loop()
         if self.config.rate is None:
-            await asyncio.gather(*(self._closed_terminal(sim, end) for sim in self._sims))
+            finished = [loop.create_future() for _ in self._sims]
+            self._waiters.extend(finished)
+            for sim, done in zip(self._sims, finished, strict=True):
+                self._closed_step(sim, end, done)
+            await asyncio.gather(*finished)
         else:
             await self._open_schedule(start, end, self.config.rate)
         elapsed = time.perf_counter() - start
-        while self._reversals:
-            await asyncio.gather(*list(self._reversals))
+        while self._tasks or self._reversals:
+            await asyncio.gather(*self._tasks, *self._reversals)
         for sim in self._sims:
-            if isinstance(sim.terminal, IsoTerminal):
+            if isinstance(sim.terminal, LeanIsoTerminal):
                 await sim.terminal.close()
-            elif isinstance(sim.terminal, LeanTerminal):
+            else:
                 await sim.terminal.aclose()
         return elapsed
 
-    async def _closed_terminal(self, sim: LoadTerminal, end: float) -> None:
-        while (now := time.perf_counter()) < end:
-            outcome = await self._request(sim, self._pick_type(), now)
+    # A request goes by the fast path when its terminal has a connection open and free:
+    # sent at once, its answer counted in the connection's callback, and (closed model)
+    # the terminal's next request sent from there. Anything else - no free connection, a
+    # 94, a timeout or a broken connection - goes on in a task (`_send`, `_after`).
+
+    def _closed_step(self, sim: LoadTerminal, end: float, finished: asyncio.Future[None]) -> None:
+        """Send the terminal's next request, or resolve `finished` after the end."""
+        now = time.perf_counter()
+        prepared = self._take(sim) if now < end else None
+        if prepared is None:
+            if not finished.done():
+                finished.set_result(None)
+            return
+
+        def then(outcome: str) -> None:
             if outcome == "exhausted":
-                return
-            if outcome == "connection":
-                await asyncio.sleep(CONNECTION_BACKOFF_S)
+                if not finished.done():
+                    finished.set_result(None)
+            elif outcome == "connection":
+                asyncio.get_running_loop().call_later(
+                    CONNECTION_BACKOFF_S, self._closed_step, sim, end, finished
+                )
+            else:
+                self._closed_step(sim, end, finished)
+
+        if not self._fast(sim, prepared, now, then):
+            self._spawn(self._send(sim, prepared, now), then)
 
     async def _open_schedule(self, start: float, end: float, rate: float) -> None:
-        in_flight: set[asyncio.Task[str]] = set()
-        number = 0
-        while (intended := start + number / rate) < end:
-            delay = intended - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            # Behind schedule (a slow client loop), it sends at once without sleeping:
-            # the lag shows in the latency, measured from `intended`.
-            sim = self._sims[number % len(self._sims)]
-            task = asyncio.create_task(self._request(sim, self._pick_type(), intended))
-            in_flight.add(task)
-            task.add_done_callback(in_flight.discard)
-            number += 1
-        if in_flight:
-            await asyncio.gather(*in_flight)
+        """Send `rate` requests per second from `start` until `end`, from a timer callback
+        (no task per request); return when every one is answered or given up."""
+        loop = asyncio.get_running_loop()
+        all_answered: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(all_answered)
+        to_loop_time = loop.time() - time.perf_counter()
+        outstanding, number, sending = 0, 0, True
+
+        def then(outcome: str) -> None:
+            nonlocal outstanding
+            outstanding -= 1
+            if outstanding == 0 and not sending and not all_answered.done():
+                all_answered.set_result(None)
+
+        def tick() -> None:
+            nonlocal outstanding, number, sending
+            try:
+                now = time.perf_counter()
+                # Behind schedule (a slow client loop), it sends every request due at
+                # once: the lag shows in the latency, measured from `intended`.
+                while (intended := start + number / rate) <= now and intended < end:
+                    sim = self._sims[number % len(self._sims)]
+                    number += 1
+                    prepared = self._take(sim)
+                    if prepared is None:
+                        continue
+                    outstanding += 1
+                    if not self._fast(sim, prepared, intended, then):
+                        self._spawn(self._send(sim, prepared, intended), then)
+                if intended < end:
+                    loop.call_at(intended + to_loop_time, tick)
+                    return
+                sending = False
+                if outstanding == 0 and not all_answered.done():
+                    all_answered.set_result(None)
+            except Exception as exc:  # a bug: stop the run rather than hang it
+                self._fail(exc)
+
+        tick()
+        await all_answered
+
+    def _take(self, sim: LoadTerminal) -> Prepared | None:
+        """The terminal's next request, prepared or made now; None (counted) if its
+        STANs are used up."""
+        if sim.ahead:
+            return sim.ahead.popleft()
+        try:
+            prepared = self._make(sim)
+        except StanSpaceExhausted:
+            self.stats.error("purchase", "stan_exhausted")
+            return None
+        self.made_during_run += 1
+        return prepared
+
+    def _fast(
+        self, sim: LoadTerminal, prepared: Prepared, intended: float, then: Callable[[str], None]
+    ) -> bool:
+        """Send on a free open connection and count the answer in its callback, then
+        `then(outcome)`; False (nothing sent) if the terminal has no free connection."""
+        sent_at = time.perf_counter()
+
+        def done(result: Answer | BaseException) -> None:
+            try:
+                if isinstance(result, Answer) and not _is_94(result):
+                    self.stats.answer(
+                        prepared.label,
+                        intended=intended,
+                        sent_at=sent_at,
+                        done=time.perf_counter(),
+                        status=result.status,
+                        body=result.body,
+                        amount=prepared.body.get("amount"),
+                    )
+                    then("answered")
+                else:
+                    self._spawn(self._after(sim, prepared, intended, sent_at, result), then)
+            except Exception as exc:  # a bug: stop the run rather than hang it
+                self._fail(exc)
+
+        if not sim.terminal.start(prepared.wire, prepared.body["stan"], done):
+            return False
+        self.stats.request_sent(prepared.label)
+        return True
+
+    def _spawn(self, coro: Coroutine[Any, Any, str], then: Callable[[str], None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+
+        def finished(task: asyncio.Task[str]) -> None:
+            self._tasks.discard(task)
+            if task.cancelled():
+                return
+            try:
+                then(task.result())
+            except Exception as exc:
+                self._fail(exc)
+
+        task.add_done_callback(finished)
+
+    def _fail(self, exc: Exception) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(exc)
 
     def _pick_type(self) -> str:
         return self._rng.choices(self._types, self._weights)[0]
 
-    async def _request(self, sim: LoadTerminal, txn_type: str, intended: float) -> str:
-        """Send one request and count its outcome; returns the outcome's kind."""
-        try:
-            stan = sim.next_stan()
-        except StanSpaceExhausted:
-            self.stats.error(txn_type, "stan_exhausted")
-            return "exhausted"
+    def _make(self, sim: LoadTerminal) -> Prepared:
+        """A request of a type drawn from the mix, for a card drawn from the world."""
+        txn_type = self._pick_type()
+        stan = sim.next_stan()
         card = self._rng.choice(self._cards)
         fields: dict[str, Any] = {"pan": card["pan"], "stan": stan}
         if txn_type in PIN_TYPES:
@@ -328,29 +490,45 @@ class LoadRun:
                 for code in codes
             ]
             fields["amount"] = self.config.amount_fen * len(codes)
-        return await self._send(sim, txn_type, label, fields, intended)
+        body = sim.terminal.transaction_body(txn_type, **fields)
+        return Prepared(txn_type, label, body, sim.terminal.wire(body))
 
-    async def _send(
+    async def _send(self, sim: LoadTerminal, prepared: Prepared, intended: float) -> str:
+        """Send one request, awaited; count its outcome and return its kind."""
+        self.stats.request_sent(prepared.label)
+        sent_at = time.perf_counter()
+        try:
+            result: Answer | BaseException = await sim.terminal.send_wire(
+                prepared.wire, prepared.body["stan"]
+            )
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            result = exc
+        return await self._after(sim, prepared, intended, sent_at, result)
+
+    async def _after(
         self,
         sim: LoadTerminal,
-        txn_type: str,
-        label: str,
-        fields: dict[str, Any],
+        prepared: Prepared,
         intended: float,
+        sent_at: float,
+        result: Answer | BaseException,
     ) -> str:
-        self.stats.request_sent(label)
+        """Count the outcome of a request sent at `sent_at`, whose answer or error is
+        `result`: resent under the next STAN after a 94, reversed when its answer is lost."""
+        txn_type, label, body = prepared.txn_type, prepared.label, prepared.body
         try:
-            for _ in range(STAN_COLLISION_RETRIES):
-                body = sim.terminal.transaction_body(txn_type, **fields)
-                sent_at = time.perf_counter()
-                answer = await sim.terminal.send(TRANSACTIONS_PATH, encode_body(body))
-                if answer.status != 200 or answer.body.get("response_code") != "94":
+            for attempt in range(1, STAN_COLLISION_RETRIES + 1):
+                if isinstance(result, BaseException):
+                    raise result
+                if not _is_94(result) or attempt == STAN_COLLISION_RETRIES:
                     break
                 # 94: this STAN was already used today by an earlier run on the same
                 # terminal (a simulator keeps no STAN counter between runs). Counted, and
                 # sent again under the next STAN, as a terminal would after resyncing.
                 self.stats.stan_collisions += 1
-                fields["stan"] = sim.next_stan()
+                body = {**body, "stan": sim.next_stan()}
+                sent_at = time.perf_counter()
+                result = await sim.terminal.send_wire(sim.terminal.wire(body), body["stan"])
         except StanSpaceExhausted:
             self.stats.error(label, "stan_exhausted")
             return "exhausted"
@@ -366,14 +544,15 @@ class LoadRun:
         except (aiohttp.ClientError, OSError):
             self.stats.error(label, "connection")
             return "connection"
+        assert isinstance(result, Answer)
         self.stats.answer(
             label,
             intended=intended,
             sent_at=sent_at,
             done=time.perf_counter(),
-            status=answer.status,
-            body=answer.body,
-            amount=fields.get("amount"),
+            status=result.status,
+            body=result.body,
+            amount=body.get("amount"),
         )
         return "answered"
 
@@ -427,12 +606,14 @@ async def run_load(
     world: DemoWorld,
     *,
     progress: bool = False,
+    before_run: Callable[[], None] | None = None,
     after_run: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Run the load test and return its report (see terminal_sim.report.build_report).
 
-    `after_run` is called when the last answer is in, before the report is built (the
-    bench samples CPU times there, so the report's arithmetic is not counted as load)."""
+    `before_run` is called when the requests prepared ahead are made, just before the
+    first is sent; `after_run` when the last answer is in, before the report is built (the
+    bench samples CPU times at both, so that only the run is counted as load)."""
     stats = LoadStats()
     connector = aiohttp.TCPConnector(limit=0)  # a connection per request in flight, as terminals
     # aiohttp rounds timeouts of 5 s and more up to a whole second of loop time unless
@@ -440,6 +621,9 @@ async def run_load(
     timeout = aiohttp.ClientTimeout(total=config.timeout_s, ceil_threshold=MAX_DURATION_S)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         run = LoadRun(config, world, session, stats)
+        run.prepare(config.prepare_ahead)
+        if before_run is not None:
+            before_run()
         display = Progress(stats, config.duration_s) if progress else None
         ticker = None
         if display is not None:
@@ -456,7 +640,10 @@ async def run_load(
                     await ticker
             if display is not None:
                 display.stop()
-    return build_report(stats, settings=config.settings(), elapsed_s=elapsed)
+    report = build_report(stats, settings=config.settings(), elapsed_s=elapsed)
+    report["prepared_ahead"] = config.prepare_ahead
+    report["made_during_run"] = run.made_during_run
+    return report
 
 
 async def _tick(display: Progress) -> None:

@@ -29,6 +29,7 @@ import asyncpg
 
 from terminal_sim.bench import (
     CHEAP_ARGON2,
+    CHEAP_RATE_GUESS,
     BenchConfig,
     BenchError,
     Gateway,
@@ -260,7 +261,9 @@ async def run_scale(
                         "cards": counts["cards"],
                         "journal_rows": counts["journal"],
                         "copy_s": round(load_s, 1),
-                        "purchases": _phase(await _load(gateway, world, config)),
+                        "purchases": _phase(
+                            await _load(gateway, world, config, expect_per_s=CHEAP_RATE_GUESS)
+                        ),
                         "statement_far": {
                             **await time_page(session, long_account, scale.statement_page, cursor),
                             "entries_before": before_far,

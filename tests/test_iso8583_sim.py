@@ -124,3 +124,49 @@ async def test_open_load_run_over_iso_pipelines_and_matches_the_gateway(
     assert report["model"] == "open" and report["sent"] == 60
     _assert_report_matches_the_gateway(report, delta)
     assert set(report["by_type"].get("transfer", {})) <= {"sent", "57"}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"t": "0210", "3": "000000", "4": "000000000100", "11": "000123", "12": "101010",
+         "13": "1201", "37": "000000000001", "38": "123456", "39": "00", "41": "TERM0001",
+         "49": "156", "54": "0002156C000000010000"},
+        {"t": "0200", "2": "6217990000000000018", "3": "000000", "4": "000000000100",
+         "11": "000124", "12": "101010", "13": "1201", "41": "TERM0001", "49": "156",
+         "52": "00112233445566778899AABBCCDDEEFF"},
+        {"t": "0410", "3": "000000", "11": "000125", "39": "00", "41": "TERM0001",
+         "90": "0200000124120110101000000000000000000000000"[:42]},
+        {"t": "0810", "11": "000126", "39": "63", "41": "TERM0001", "70": "001"},
+    ],
+)  # fmt: skip
+def test_the_lean_decoder_reads_the_text_fields_as_the_codec_does(fields: dict[str, str]) -> None:
+    from terminal_sim.iso import decode, encode
+    from terminal_sim.lean import answer_fields
+
+    for key in (None, bytes(range(16))):
+        raw = encode(fields, key)
+        full = decode(raw)
+        binary = {"p", "1", "52", "64", "128"}
+        assert answer_fields(raw) == {k: v for k, v in full.items() if k not in binary}
+        with pytest.raises(ValueError):
+            answer_fields(raw[:-1])
+        with pytest.raises(ValueError):
+            answer_fields(raw + b"0")
+
+
+async def test_load_runs_over_iso_with_requests_made_ahead_match_the_gateway(
+    demo: dict[str, Any], client, iso_port: int, db, tmp_path: Path
+) -> None:
+    """The lean ISO client sends requests MACed before the run; the gateway approves
+    them as any others. The open model sends exactly those; a closed run that uses up
+    its terminal's makes the rest as it goes."""
+    for model, ahead in ((("--rate", "20"), 30), ((), 6)):
+        report, delta = await _load_run(
+            demo, client, db, tmp_path, "--terminals", "3", "--duration", "1.5",
+            "--timeout", "30", "--protocol", "iso8583", "--iso-port", str(iso_port),
+            "--mix", "purchase=1", "--prepare-ahead", str(ahead), *model,
+        )  # fmt: skip
+        _assert_report_matches_the_gateway(report, delta)
+        assert report["prepared_ahead"] == ahead
+        assert report["made_during_run"] == report["sent"] - ahead

@@ -465,3 +465,17 @@ def test_load_needs_a_designated_terminal(tmp_path: Path, capsys: pytest.Capture
 
     assert rc == 2
     assert "designated" in capsys.readouterr().err
+
+
+async def test_a_closed_run_with_requests_made_ahead_matches_the_gateway(
+    demo: dict[str, Any], client, db, tmp_path: Path
+) -> None:
+    """Requests signed before the run are within the gateway's timestamp window; a
+    run that uses them all makes the rest as it goes."""
+    report, delta = await _load_run(
+        demo, client, db, tmp_path, "--terminals", "4", "--duration", "1.5",
+        "--timeout", "30", "--mix", "purchase=1", "--prepare-ahead", "8",
+    )  # fmt: skip
+    _assert_report_matches_the_gateway(report, delta)
+    assert report["prepared_ahead"] == 8
+    assert report["made_during_run"] == report["sent"] - 8 > 0
