@@ -25,6 +25,22 @@ from pos_gateway.store.transactions import DuplicateKey, GoodPinRequest, StoredA
 log = structlog.get_logger("pos_gateway.group_commit")
 
 
+class NotWritten(ConnectionError):
+    """The gateway is stopping and this request was certainly not written (refused, or
+    still queued when the committer closed): its caller gives back the PIN try it took,
+    as for any write that store.transactions.nothing_written says did not commit."""
+
+
+async def give_back_try(pool: asyncpg.Pool, card_id: int) -> None:
+    """Give back a PIN try whose right PIN was certainly not recorded (no write will reset
+    the count), so errors, deadlines and shutdowns never lock a card. A database that
+    fails this too keeps the try: logged, never raised over the request's own error."""
+    try:
+        await store.release_pin_try(pool, card_id)
+    except Exception as exc:
+        log.warning("pin_try_not_released", error=type(exc).__name__)
+
+
 def decide_good_pin(
     request: GoodPinRequest, card: Any, balance: int, pin_failures: int
 ) -> AfterPin:
@@ -68,7 +84,7 @@ class GroupCommitter:
         # them all, so none hangs when the gateway stops.
         self._waiting: set[asyncio.Future[StoredAnswer]] = set()
         self._closed = False
-        self._releasing: set[asyncio.Task[None]] = set()  # tries given back (submit)
+        self._releasing: set[asyncio.Task[None]] = set()  # tries of cancelled requests
         self.batches = 0
         self.requests = 0
 
@@ -76,8 +92,7 @@ class GroupCommitter:
         """Queue the request; return its stored answer once it is committed. Raises
         DuplicateKey when another request took its key first."""
         if self._closed:
-            await self._release_tries([request])
-            raise ConnectionError("gateway shutting down")
+            raise NotWritten("gateway shutting down")
         future: asyncio.Future[StoredAnswer] = asyncio.get_running_loop().create_future()
         self._waiting.add(future)
         future.add_done_callback(self._waiting.discard)
@@ -96,25 +111,12 @@ class GroupCommitter:
                 del self._queue[request.key]
                 if request.pin_try:
                     # Its PIN was right and no write will forgive the try it counted:
-                    # given back, so answers of 91 in a slow spell never lock a card.
-                    release = asyncio.create_task(self._release_try(request.card_id))
+                    # given back, so answers of 91 in a slow spell never lock a card. The
+                    # caller is cancelled and cannot wait for it: close() does.
+                    release = asyncio.create_task(give_back_try(self._pool, request.card_id))
                     self._releasing.add(release)
                     release.add_done_callback(self._releasing.discard)
             raise
-
-    async def _release_try(self, card_id: int) -> None:
-        try:
-            await store.release_pin_try(self._pool, card_id)
-        except Exception as exc:  # the database is why it was dropped: the try stays
-            log.warning("pin_try_not_released", error=type(exc).__name__)
-
-    async def _release_tries(self, requests: list[GoodPinRequest]) -> None:
-        """Give back the tries of right-PIN requests certainly not written (one per caller:
-        each counted its own), so errors and shutdowns never lock a card."""
-        await asyncio.gather(*(self._release_try(r.card_id) for r in requests if r.pin_try))
-
-    def _unwritten(self, pending: _Pending) -> list[GoodPinRequest]:
-        return [pending.request] * len(pending.futures)
 
     async def _run(self) -> None:
         while True:
@@ -145,8 +147,8 @@ class GroupCommitter:
             await asyncio.gather(*(self._one_by_one(p) for p in batch))
             return
         except Exception as exc:
-            if store.nothing_written(exc):
-                await self._release_tries([r for p in batch for r in self._unwritten(p)])
+            # Each caller hears the error and gives back its own try if nothing was written
+            # (services.transactions: the same for every write path).
             for pending in batch:
                 pending.settle(None, exc)
             return
@@ -161,8 +163,6 @@ class GroupCommitter:
         try:
             answer = await store.record_good_pin(self._pool, pending.request, decide_good_pin)
         except Exception as exc:
-            if store.nothing_written(exc):
-                await self._release_tries(self._unwritten(pending))
             pending.settle(None, exc)
             return False
         pending.settle(answer)
@@ -175,13 +175,14 @@ class GroupCommitter:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        # Still queued, never taken by a flusher: certainly not written. (A batch cancelled
-        # just as its COMMIT went out may be recorded: its tries stay.)
-        dropped = [r for p in self._queue.values() for r in self._unwritten(p)]
-        # A batch cancelled mid-write rolled back with its connection: nothing of it is
-        # recorded, and its callers hear so (91) instead of waiting for ever.
+        # Still queued, never taken by a flusher: certainly not written, and their callers
+        # give their tries back. (A batch cancelled just as its COMMIT went out may be
+        # recorded: its callers hear only that the gateway stopped, and their tries stay.)
+        for pending in self._queue.values():
+            pending.settle(None, NotWritten("gateway shutting down"))
+        self._queue.clear()
         for future in list(self._waiting):
             if not future.done():
                 future.set_exception(ConnectionError("gateway shutting down"))
-        self._queue.clear()
-        await self._release_tries(dropped)
+        # The tries of cancelled requests being given back: done before the pool closes.
+        await asyncio.gather(*self._releasing)

@@ -33,7 +33,12 @@ from pos_gateway.domain.decisions import (
 from pos_gateway.domain.split import Line, Settlement, Split, decide_settlement, items_decline
 from pos_gateway.metrics import Metrics
 from pos_gateway.security.pins import PinBlockError, PinHasher, decipher_pin_block
-from pos_gateway.services.group_commit import GroupCommitter, decide_good_pin
+from pos_gateway.services.group_commit import (
+    GroupCommitter,
+    NotWritten,
+    decide_good_pin,
+    give_back_try,
+)
 from pos_gateway.store import people, settlement
 from pos_gateway.store import transactions as store
 from pos_gateway.store.transactions import (
@@ -363,6 +368,7 @@ class TransactionService:
         pin_try = await self._claim_pin_try(terminal, request, common, card)
         if isinstance(pin_try, StoredAnswer):
             return pin_try
+        pin_ok = False
         try:
             pin_ok = await self._pin_matches(terminal, request.pin_block, pan, card["pin_hash"])
             log.debug("pin_checked", pan=pan, ok=pin_ok)
@@ -394,6 +400,13 @@ class TransactionService:
             # A copy of this request (in another process) took the key while this one was
             # checked: the copy's try is the one that counts.
             await store.release_pin_try(self._pool, card["card_id"])
+            raise
+        except Exception as exc:
+            if pin_ok and (store.nothing_written(exc) or isinstance(exc, NotWritten)):
+                # A right PIN whose write certainly did not commit: nothing will reset the
+                # count, so the try goes back (on every write path: group commit, alone,
+                # itemised). A wrong PIN's try stays: that guess was made and checked.
+                await give_back_try(self._pool, card["card_id"])
             raise
 
     async def _claim_pin_try(
