@@ -38,7 +38,7 @@ from pos_gateway.metrics import Metrics
 from pos_gateway.security.keys import KeyWrapper
 from pos_gateway.security.pins import PinHasher
 from pos_gateway.services.admin import AdminService
-from pos_gateway.services.group_commit import GroupCommitter
+from pos_gateway.services.group_commit import ContextReads, GroupCommitter, PinTryClaims
 from pos_gateway.services.terminal import TerminalFrontDoor
 from pos_gateway.services.transactions import TransactionService
 from pos_gateway.settings import Settings
@@ -64,6 +64,8 @@ def build_services(
     executor: ThreadPoolExecutor,
     metrics: Metrics,
     group_commit: GroupCommitter | None = None,
+    pin_claims: PinTryClaims | None = None,
+    context_reads: ContextReads | None = None,
 ) -> Services:
     """Services over an open pool: shared by the HTTP app and the CLI (demo-data)."""
     hasher = PinHasher(settings.secrets.pin_pepper, settings.argon2)
@@ -78,6 +80,7 @@ def build_services(
         settings.max_amount_fen,
         group_commit,
         settings.pin_queue_max,
+        pin_claims,
     )
     return Services(
         pool=pool,
@@ -85,7 +88,7 @@ def build_services(
         admin=AdminService(pool, hasher, executor, wrapper, today),
         key_wrapper=wrapper,
         terminal=TerminalFrontDoor(
-            pool, wrapper, transactions, metrics, settings.request_deadline_s
+            pool, wrapper, transactions, metrics, settings.request_deadline_s, context_reads
         ),
     )
 
@@ -95,19 +98,29 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     executor = ThreadPoolExecutor(max_workers=settings.pin_threads, thread_name_prefix="pin")
     try:
         async with open_database(settings) as db:
+            # With group commit on, requests' contexts are read and their PIN tries counted
+            # in batches too: each a round trip per batch, not per request.
+            max_batch = settings.group_commit_max_batch
+            batched = max_batch > 1
             committer = (
                 GroupCommitter(
-                    db.pool,
-                    max_batch=settings.group_commit_max_batch,
-                    flushers=settings.group_commit_flushers,
+                    db.pool, max_batch=max_batch, flushers=settings.group_commit_flushers
                 )
-                if settings.group_commit_max_batch > 1
+                if batched
                 else None
             )
-            app[SERVICES] = build_services(settings, db.pool, executor, app[METRICS], committer)
+            reads = ContextReads(db.pool, max_batch=max_batch) if batched else None
+            claims = PinTryClaims(db.pool, max_batch=max_batch) if batched else None
+            app[SERVICES] = build_services(
+                settings, db.pool, executor, app[METRICS], committer, claims, reads
+            )
             try:
                 yield
             finally:
+                if reads is not None:
+                    await reads.close()
+                if claims is not None:
+                    await claims.close()
                 if committer is not None:
                     await committer.close()
     finally:

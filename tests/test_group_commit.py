@@ -9,7 +9,12 @@ from datetime import date
 import asyncpg
 import pytest
 
-from pos_gateway.services.group_commit import GroupCommitter, decide_good_pin
+from pos_gateway.services.group_commit import (
+    ContextReads,
+    GroupCommitter,
+    PinTryClaims,
+    decide_good_pin,
+)
 from pos_gateway.store import transactions as store
 from pos_gateway.store.transactions import DuplicateKey, GoodPinRequest, RequestKey
 
@@ -201,3 +206,122 @@ async def test_a_request_cancelled_while_queued_is_never_written(
     finally:
         await committer.close()
         await pool.close()
+
+
+async def test_claims_in_one_batch_count_as_one_by_one(world: World, db, database_url: str) -> None:
+    """store.claim_pin_tries: each claim as claim_pin_try would count it; a taken key counts
+    nothing, a card without tries left gets None."""
+    terminal_id, merchant = await _terminal_ids(world)
+    cards = [await world.card() for _ in range(3)]
+    ids = [await _card_ids(db, c["pan"]) for c in cards]
+    await db.execute("UPDATE cards SET pin_failures = 3 WHERE card_id = $1", ids[1])
+    await db.execute("UPDATE cards SET pin_failures = 1 WHERE card_id = $1", ids[2])
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        stored = await store.record_good_pin(
+            pool, _request(terminal_id, merchant, ids[0], None, "000001", "balance_inquiry"),
+            decide_good_pin,
+        )  # fmt: skip
+        key = lambda stan: RequestKey(terminal_id, date.today(), stan)  # noqa: E731
+        outcomes = await store.claim_pin_tries(
+            pool, [(ids[0], key("000001")), (ids[1], key("000002")), (ids[2], key("000003"))], 3
+        )
+        with pytest.raises(ValueError):
+            await store.claim_pin_tries(pool, [(ids[0], key("1")), (ids[0], key("2"))], 3)
+    finally:
+        await pool.close()
+
+    assert stored.response_code == "00"
+    assert isinstance(outcomes[0], DuplicateKey)
+    assert outcomes[1:] == [None, 2]
+    failures = [
+        await db.fetchval("SELECT pin_failures FROM cards WHERE card_id = $1", i) for i in ids
+    ]
+    assert failures == [0, 3, 2]
+
+
+async def test_concurrent_claims_share_round_trips_one_card_at_a_time(
+    world: World, db, database_url: str
+) -> None:
+    terminal_id, _ = await _terminal_ids(world)
+    cards = [await world.card() for _ in range(6)]
+    ids = [await _card_ids(db, c["pan"]) for c in cards]
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    claims = PinTryClaims(pool, max_failures=3)
+    try:
+        # Two claims on the first card: never in one batch, counted one after the other.
+        wanted = [*ids, ids[0]]
+        outcomes = await asyncio.gather(
+            *(
+                claims.claim(card_id, RequestKey(terminal_id, date.today(), f"{n:06d}"))
+                for n, card_id in enumerate(wanted, start=1)
+            )
+        )
+        batches, counted = claims.batches, claims.items
+    finally:
+        await claims.close()
+        await pool.close()
+
+    assert outcomes == [1, 1, 1, 1, 1, 1, 2]
+    assert counted == 7 and batches < 7
+    assert await db.fetchval("SELECT pin_failures FROM cards WHERE card_id = $1", ids[0]) == 2
+
+
+async def test_a_claim_whose_caller_gave_up_is_given_back(
+    world: World, db, database_url: str
+) -> None:
+    """Past its deadline while its try was being counted: nothing will record an answer,
+    so the try goes back (and close() waits for that)."""
+    terminal_id, _ = await _terminal_ids(world)
+    card = await world.card()
+    card_id = await _card_ids(db, card["pan"])
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    claims = PinTryClaims(pool, max_failures=3)
+    try:
+        async with db.transaction():
+            await db.execute("SELECT 1 FROM cards WHERE card_id = $1 FOR UPDATE", card_id)
+            claim = asyncio.create_task(
+                claims.claim(card_id, RequestKey(terminal_id, date.today(), "000001"))
+            )
+            await asyncio.sleep(0.2)  # sent, waiting for the row
+            claim.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await claim
+        await asyncio.sleep(0.2)
+    finally:
+        await claims.close()
+        await pool.close()
+
+    assert await db.fetchval("SELECT pin_failures FROM cards WHERE card_id = $1", card_id) == 0
+
+
+async def test_contexts_read_together_are_each_as_read_alone(
+    world: World, db, database_url: str
+) -> None:
+    terminal_id, _ = await _terminal_ids(world)
+    cards = [await world.card() for _ in range(3)]
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    reads = ContextReads(pool)
+    try:
+        wanted: list[tuple[str, RequestKey | None, str | None]] = [
+            (terminal_id, RequestKey(terminal_id, date.today(), f"{n:06d}"), c["pan"])
+            for n, c in enumerate(cards, start=1)
+        ]
+        wanted += [("NOSUCHT1", None, None), (terminal_id, None, "6217000000000000000")]
+        together = await asyncio.gather(*(reads.load(*w) for w in wanted))
+        alone = [await store.load_context(pool, *w) for w in wanted]
+        batches = reads.batches
+    finally:
+        await reads.close()
+        await pool.close()
+
+    assert batches < len(wanted)
+    assert together[3] is None and alone[3] is None
+    for a, b in zip(together, alone, strict=True):
+        if a is None or b is None:
+            continue
+        assert a.card == b.card and a.stored == b.stored
+        assert dict(a.terminal)["terminal_id"] == dict(b.terminal)["terminal_id"]
+    assert [c.card["pan"] if c and c.card else None for c in together] == [
+        *(c["pan"] for c in cards), None, None,
+    ]  # fmt: skip

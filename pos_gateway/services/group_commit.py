@@ -13,16 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import structlog
 
-from pos_gateway.domain.decisions import AfterPin, decide_after_pin
+from pos_gateway.domain.decisions import MAX_PIN_FAILURES, AfterPin, decide_after_pin
 from pos_gateway.store import transactions as store
 from pos_gateway.store.transactions import DuplicateKey, GoodPinRequest, StoredAnswer
 
 log = structlog.get_logger("pos_gateway.group_commit")
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
 
 
 class NotWritten(ConnectionError):
@@ -186,3 +188,167 @@ class GroupCommitter:
                 future.set_exception(ConnectionError("gateway shutting down"))
         # The tries of cancelled requests being given back: done before the pool closes.
         await asyncio.gather(*self._releasing)
+
+
+@dataclass
+class _Waiting(Generic[Item, Outcome]):
+    item: Item
+    future: asyncio.Future[Outcome]
+
+
+class _Batcher(Generic[Item, Outcome]):
+    """The statement of every caller waiting at once, sent as one (`_fetch`), as the
+    committer above does for writes: no timer, a batch is whatever queued while the last
+    one ran, so under light load it is one request and under heavy load it grows."""
+
+    def __init__(self, max_batch: int) -> None:
+        self._max_batch = max_batch
+        self._queue: list[_Waiting[Item, Outcome]] = []
+        self._in_flight: list[_Waiting[Item, Outcome]] = []
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+        self._closed = False
+        self.batches = 0
+        self.items = 0
+
+    async def _submit(self, item: Item) -> Outcome:
+        if self._closed:
+            raise ConnectionError("gateway shutting down")
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Waiting(item, future))
+        self._wakeup.set()
+        # A caller cancelled (past its deadline) cancels its future: still queued, its
+        # item is never sent; already sent, its outcome goes to _abandoned.
+        return await future
+
+    async def _fetch(self, items: list[Item]) -> list[Outcome | Exception]:
+        raise NotImplementedError
+
+    def _fits(self, item: Item, batch: list[Item]) -> bool:
+        return True
+
+    def _abandoned(self, item: Item, outcome: Outcome | Exception) -> None:
+        """The outcome of an item whose caller gave up while it was being sent."""
+
+    def _next_batch(self) -> list[_Waiting[Item, Outcome]]:
+        batch: list[_Waiting[Item, Outcome]] = []
+        rest: list[_Waiting[Item, Outcome]] = []
+        for waiting in self._queue:
+            if waiting.future.done():
+                continue  # cancelled while queued: nothing sent
+            if len(batch) < self._max_batch and self._fits(waiting.item, [w.item for w in batch]):
+                batch.append(waiting)
+            else:
+                rest.append(waiting)
+        self._queue = rest
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while batch := self._next_batch():
+                self._in_flight = batch
+                await self._flush(batch)
+                self._in_flight = []
+
+    async def _flush(self, batch: list[_Waiting[Item, Outcome]]) -> None:
+        try:
+            outcomes = await self._fetch([w.item for w in batch])
+        except Exception as exc:
+            for waiting in batch:
+                if not waiting.future.done():
+                    waiting.future.set_exception(exc)
+            return
+        self.batches += 1
+        self.items += len(batch)
+        for waiting, outcome in zip(batch, outcomes, strict=True):
+            if waiting.future.done():
+                self._abandoned(waiting.item, outcome)
+            elif isinstance(outcome, Exception):
+                waiting.future.set_exception(outcome)
+            else:
+                waiting.future.set_result(outcome)
+
+    async def close(self) -> None:
+        """Stop: callers still queued or in a batch cut off hear that the gateway stops."""
+        self._closed = True
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        for waiting in [*self._in_flight, *self._queue]:
+            if not waiting.future.done():
+                waiting.future.set_exception(ConnectionError("gateway shutting down"))
+        self._queue.clear()
+
+
+_ClaimItem = tuple[int, store.RequestKey]  # card_id, the request's key
+
+
+class PinTryClaims(_Batcher[_ClaimItem, int | None]):
+    """PIN tries of every claim waiting at once counted in one statement
+    (store.transactions.claim_pin_tries). A claim still resolves before its hash starts,
+    so tries from every process add up as before. One claim per card in a batch (the
+    service's per-card lock makes a second one rare; it waits for the next batch)."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, *, max_failures: int = MAX_PIN_FAILURES, max_batch: int = 256
+    ) -> None:
+        super().__init__(max_batch)
+        self._pool = pool
+        self._max_failures = max_failures
+        self._releasing: set[asyncio.Task[None]] = set()  # tries of cancelled claims
+
+    async def claim(self, card_id: int, key: store.RequestKey) -> int | None:
+        """store.transactions.claim_pin_try, batched: the count this try took the card to,
+        or None when it has no try left; DuplicateKey when the key is taken."""
+        return await self._submit((card_id, key))
+
+    def _fits(self, item: _ClaimItem, batch: list[_ClaimItem]) -> bool:
+        return all(card_id != item[0] for card_id, _ in batch)
+
+    async def _fetch(self, items: list[_ClaimItem]) -> list[int | Exception | None]:
+        if len(items) > 1:
+            return list(await store.claim_pin_tries(self._pool, items, self._max_failures))
+        # Alone (light load): the one-claim statement is the cheaper one.
+        card_id, key = items[0]
+        try:
+            return [await store.claim_pin_try(self._pool, card_id, key, self._max_failures)]
+        except DuplicateKey as exc:
+            return [exc]
+
+    def _abandoned(self, item: _ClaimItem, outcome: int | Exception | None) -> None:
+        if isinstance(outcome, int):
+            # Its caller gave up (91) while the try was being counted: no answer will ever
+            # reset it, so it goes back; close() waits for that.
+            release = asyncio.create_task(give_back_try(self._pool, item[0]))
+            self._releasing.add(release)
+            release.add_done_callback(self._releasing.discard)
+
+    async def close(self) -> None:
+        """A batch cut off mid-statement may have counted its tries: they stay."""
+        await super().close()
+        await asyncio.gather(*self._releasing)
+
+
+_ContextItem = tuple[str, store.RequestKey | None, str | None]  # terminal_id, key, PAN
+
+
+class ContextReads(_Batcher[_ContextItem, store.RequestContext | None]):
+    """store.transactions.load_context of every request waiting at once, in one query."""
+
+    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 256) -> None:
+        super().__init__(max_batch)
+        self._pool = pool
+
+    async def load(
+        self, terminal_id: str, key: store.RequestKey | None, pan: str | None
+    ) -> store.RequestContext | None:
+        return await self._submit((terminal_id, key, pan))
+
+    async def _fetch(
+        self, items: list[_ContextItem]
+    ) -> list[store.RequestContext | Exception | None]:
+        if len(items) == 1:
+            return [await store.load_context(self._pool, *items[0])]
+        return list(await store.load_contexts(self._pool, items))

@@ -23,6 +23,7 @@ from pos_gateway.metrics import Metrics
 from pos_gateway.security.keys import KeyUnwrapError, KeyWrapper
 from pos_gateway.services.batches import close_batch
 from pos_gateway.services.deadline import DeadlineExceeded, within_deadline
+from pos_gateway.services.group_commit import ContextReads
 from pos_gateway.services.transactions import (
     Overloaded,
     Terminal,
@@ -81,8 +82,10 @@ class TerminalFrontDoor:
         transactions: TransactionService,
         metrics: Metrics,
         deadline_s: float,
+        context_reads: ContextReads | None = None,
     ) -> None:
         self._pool = pool
+        self._context_reads = context_reads
         self._keys = key_wrapper
         self._transactions = transactions
         self._metrics = metrics
@@ -161,12 +164,12 @@ class TerminalFrontDoor:
         """The database part of a transaction request, run under the deadline."""
         # One read for terminal, stored answer and card; nothing is decided on it before
         # the MAC is verified, and a malformed request is reported only then.
-        context = await load_context(
-            self._pool,
-            auth.terminal_id,
-            RequestKey(auth.terminal_id, request.local_date, request.stan) if request else None,
-            request.pan if request else None,
-        )
+        key = RequestKey(auth.terminal_id, request.local_date, request.stan) if request else None
+        pan = request.pan if request else None
+        if self._context_reads is not None:
+            context = await self._context_reads.load(auth.terminal_id, key, pan)
+        else:
+            context = await load_context(self._pool, auth.terminal_id, key, pan)
         authenticated = self._authenticate(auth, context.terminal if context else None)
         if authenticated is None:
             return _UNAUTHENTICATED

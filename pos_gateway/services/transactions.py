@@ -36,6 +36,7 @@ from pos_gateway.security.pins import PinBlockError, PinHasher, decipher_pin_blo
 from pos_gateway.services.group_commit import (
     GroupCommitter,
     NotWritten,
+    PinTryClaims,
     decide_good_pin,
     give_back_try,
 )
@@ -159,6 +160,7 @@ class TransactionService:
         max_amount_fen: int,
         group_commit: GroupCommitter | None = None,
         pin_queue_max: int = 100,
+        pin_claims: PinTryClaims | None = None,
     ) -> None:
         self._pool = pool
         self._pins = pin_hasher
@@ -168,6 +170,7 @@ class TransactionService:
         self._max_amount = max_amount_fen
         self._group_commit = group_commit
         self._pin_queue_max = pin_queue_max
+        self._pin_claims = pin_claims
         self._pin_pending = 0
         # A lock per card with a request in progress; entries go when no one holds them.
         self._card_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = (
@@ -419,7 +422,12 @@ class TransactionService:
         key = common[0]
         assert request.pan is not None
         for _ in range(MAX_PIN_FAILURES + 1):
-            pin_try = await store.claim_pin_try(self._pool, card["card_id"], key, MAX_PIN_FAILURES)
+            if self._pin_claims is not None:
+                pin_try = await self._pin_claims.claim(card["card_id"], key)
+            else:
+                pin_try = await store.claim_pin_try(
+                    self._pool, card["card_id"], key, MAX_PIN_FAILURES
+                )
             if pin_try is not None:
                 return pin_try
             card = await people.get_card(self._pool, request.pan)

@@ -163,6 +163,61 @@ async def claim_pin_try(
     return row["tries"]
 
 
+# Many claims in one statement and one (asynchronous) commit, for the claims waiting at
+# once (services/group_commit.py, PinTryClaims): as _CLAIM_PIN_TRY, request by request,
+# for distinct cards. The rows are locked in the order the good-PIN batch locks them
+# (account, then card), so a claim batch and a write batch can never deadlock. Every
+# lookup is by primary key (LATERAL ... OFFSET 0, = ANY) whatever the planner guesses.
+_CLAIM_PIN_TRIES = """
+WITH input AS (
+    SELECT * FROM unnest($1::bigint[], $2::bpchar[], $3::date[], $4::bpchar[])
+        WITH ORDINALITY AS t(card_id, terminal_id, local_date, stan, ord)
+), taken AS (
+    SELECT i.ord FROM input i
+    CROSS JOIN LATERAL (
+        SELECT 1 FROM transactions x
+        WHERE x.terminal_id = i.terminal_id AND x.local_date = i.local_date AND x.stan = i.stan
+        OFFSET 0
+    ) AS x
+), locked AS MATERIALIZED (
+    SELECT c.card_id FROM cards c
+    WHERE c.card_id = ANY (ARRAY(SELECT card_id FROM input
+                                 WHERE ord NOT IN (SELECT ord FROM taken)))
+    ORDER BY c.account_id, c.card_id
+    FOR NO KEY UPDATE
+), claimed AS (
+    UPDATE cards c SET pin_failures = c.pin_failures + 1
+    WHERE c.card_id = ANY (ARRAY(SELECT card_id FROM locked)) AND c.pin_failures < $5
+    RETURNING c.card_id, c.pin_failures
+)
+SELECT i.ord, t.ord IS NOT NULL AS taken, claimed.pin_failures AS tries,
+       set_config('synchronous_commit', 'off', true) AS commit_mode
+FROM input i
+LEFT JOIN taken t ON t.ord = i.ord
+LEFT JOIN claimed ON claimed.card_id = i.card_id AND t.ord IS NULL
+ORDER BY i.ord
+"""
+
+
+async def claim_pin_tries(
+    pool: asyncpg.Pool, claims: list[tuple[int, RequestKey]], max_failures: int
+) -> list[int | DuplicateKey | None]:
+    """claim_pin_try for many (card_id, key) pairs of distinct cards in one round trip:
+    for each, the count its try took the card to, None (no try left), or DuplicateKey
+    (its key is taken: nothing counted)."""
+    if len({card_id for card_id, _ in claims}) != len(claims):
+        raise ValueError("one claim per card in a batch")
+    rows = await pool.fetch(
+        _CLAIM_PIN_TRIES,
+        [card_id for card_id, _ in claims],
+        [key.terminal_id for _, key in claims],
+        [key.local_date for _, key in claims],
+        [key.stan for _, key in claims],
+        max_failures,
+    )
+    return [DuplicateKey() if row["taken"] else row["tries"] for row in rows]
+
+
 async def release_pin_try(pool: asyncpg.Pool, card_id: int) -> None:
     """Give back a try that turned out to be a copy's (its key was taken while it was
     being checked): the original's try is the one that counts."""
@@ -651,8 +706,46 @@ async def load_context(
         key.stan if key else None,
         pan,
     )
-    if row is None:
-        return None
+    return _context(row) if row is not None else None
+
+
+# The context of many requests in one round trip (services/group_commit.py, ContextReads):
+# _CONTEXT for each (terminal, local date, STAN, PAN), numbered by `ord`; a request whose
+# terminal does not exist has no row. OFFSET 0 keeps each one the lookup by primary and
+# unique keys that _CONTEXT is, whatever the planner guesses of the batch's size.
+_CONTEXTS = f"""
+SELECT i.ord, r.*
+FROM unnest($1::bpchar[], $2::date[], $3::bpchar[], $4::text[])
+    WITH ORDINALITY AS i(terminal_id, local_date, stan, pan, ord)
+CROSS JOIN LATERAL ({
+    _CONTEXT.replace("$1", "i.terminal_id")
+    .replace("$2", "i.local_date")
+    .replace("$3", "i.stan")
+    .replace("$4", "i.pan")
+} OFFSET 0) AS r
+"""
+
+
+async def load_contexts(
+    pool: asyncpg.Pool, requests: list[tuple[str, RequestKey | None, str | None]]
+) -> list[RequestContext | None]:
+    """load_context for many (terminal_id, key, pan) in one query, in their order."""
+    rows = await pool.fetch(
+        _CONTEXTS,
+        [terminal_id for terminal_id, _, _ in requests],
+        [key.local_date if key else None for _, key, _ in requests],
+        [key.stan if key else None for _, key, _ in requests],
+        [pan for _, _, pan in requests],
+    )
+    by_ord = {row["ord"]: row for row in rows}
+    contexts: list[RequestContext | None] = []
+    for ord_ in range(1, len(requests) + 1):
+        row = by_ord.get(ord_)
+        contexts.append(_context(row) if row is not None else None)
+    return contexts
+
+
+def _context(row: asyncpg.Record) -> RequestContext:
     stored = StoredAnswer.from_row(row, "x_") if row["x_transaction_id"] is not None else None
     card = None
     if row["card_id"] is not None:
