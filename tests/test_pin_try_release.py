@@ -15,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pos_gateway.app import create_app
+from pos_gateway.http.state import SERVICES
 from pos_gateway.services.group_commit import GroupCommitter
 from pos_gateway.settings import Settings
 from pos_gateway.store.transactions import GoodPinRequest, RequestKey
@@ -68,6 +69,21 @@ async def test_a_right_pin_whose_write_is_refused_gives_its_try_back(
     assert await db.fetchval(
         "SELECT count(*) FROM transactions WHERE terminal_id = $1", terminal.config.terminal_id
     ) == 0  # fmt: skip
+
+
+async def test_a_right_pin_the_stopping_committer_refuses_gives_its_try_back(
+    world: World, client: TestClient, db
+) -> None:
+    """The gateway is stopping: the committer refuses the write (NotWritten), so the
+    service gives the try back and the terminal hears 91."""
+    terminal = await world.terminal()
+    card = await world.card()
+    await client.app[SERVICES].transactions._group_commit.close()
+
+    _, answer = await terminal.transact("purchase", pan=card["pan"], pin=card["pin"], amount=100)
+
+    assert answer.body["response_code"] == "91"
+    assert await db.fetchval("SELECT pin_failures FROM cards WHERE pan = $1", card["pan"]) == 0
 
 
 async def test_closing_waits_for_the_tries_of_cancelled_requests(

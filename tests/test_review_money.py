@@ -14,9 +14,10 @@ import asyncpg
 import pytest
 
 from pos_gateway.app import create_app
-from pos_gateway.services.group_commit import GroupCommitter
+from pos_gateway.services.group_commit import GroupCommitter, NotWritten
 from pos_gateway.settings import Settings
 from pos_gateway.store import batches
+from pos_gateway.store import transactions as store
 from pos_gateway.store.transactions import GoodPinRequest, RequestKey
 
 from .conftest import World
@@ -112,9 +113,7 @@ async def test_reversal_racing_the_batch_close_never_reverses_a_closed_purchase(
         await gate.execute("LOCK TABLE batches IN SHARE MODE")
         closing = asyncio.create_task(terminal.close_batch(1, figures, none))
         close_pid = await _wait_blocked_by(db, gate.get_server_pid())
-        reversing = asyncio.create_task(
-            terminal.transact("reversal", original_stan=body["stan"])
-        )
+        reversing = asyncio.create_task(terminal.transact("reversal", original_stan=body["stan"]))
         await _wait_blocked_by(db, close_pid)
         await gate_tx.rollback()
     finally:
@@ -126,9 +125,12 @@ async def test_reversal_racing_the_batch_close_never_reverses_a_closed_purchase(
     assert not await db.fetchval(
         "SELECT reversed FROM transactions WHERE rrn = $1", bought.body["rrn"]
     )
-    assert await db.fetchval(
-        "SELECT balance FROM individual_accounts WHERE account_id = $1", card["account_id"]
-    ) == 10_000 - 1250
+    assert (
+        await db.fetchval(
+            "SELECT balance FROM individual_accounts WHERE account_id = $1", card["account_id"]
+        )
+        == 10_000 - 1250
+    )
     # The closed batch still holds what it was closed with.
     recount = await db.fetchrow(batches._TOTALS, terminal_id, 1)
     assert (recount["purchases_count"], recount["purchases_amount"]) == (1, 1250)
@@ -140,9 +142,7 @@ async def test_a_right_pin_dropped_from_the_group_commit_queue_gives_its_try_bac
     """A purchase whose PIN was right but which its deadline took out of the group-commit
     queue before any write (answered 91) must not leave its PIN try counted: three such
     91s in a slow spell would lock a card nobody typed a wrong PIN on."""
-    app = create_app(
-        dataclasses.replace(settings, request_deadline_s=2.0, group_commit_flushers=1)
-    )
+    app = create_app(dataclasses.replace(settings, request_deadline_s=2.0, group_commit_flushers=1))
     world = World(await aiohttp_client(app), settings)
     merchant = await world.merchant()
     first, second = await world.terminal(merchant), await world.terminal(merchant)
@@ -222,9 +222,12 @@ async def test_a_reversal_whose_original_arrives_while_it_waits_locks_the_person
     _, reversal = await reversing
     assert reversal.body["response_code"] == "00", reversal.body
     assert await db.fetchval("SELECT reversed FROM transactions WHERE rrn = $1", bought.body["rrn"])
-    assert await db.fetchval(
-        "SELECT balance FROM individual_accounts WHERE account_id = $1", card["account_id"]
-    ) == 100_000
+    assert (
+        await db.fetchval(
+            "SELECT balance FROM individual_accounts WHERE account_id = $1", card["account_id"]
+        )
+        == 100_000
+    )
     assert await accumulators(db, card["ssn"]) == (0, 0)
 
 
@@ -261,9 +264,12 @@ async def test_a_refund_that_loses_the_race_to_a_reversal_is_12(
         "SELECT reversed, refunded_amount FROM transactions WHERE rrn = $1", bought.body["rrn"]
     )
     assert (row["reversed"], row["refunded_amount"]) == (True, 0)
-    assert await db.fetchval(
-        "SELECT balance FROM individual_accounts WHERE account_id = $1", card["account_id"]
-    ) == 10_000
+    assert (
+        await db.fetchval(
+            "SELECT balance FROM individual_accounts WHERE account_id = $1", card["account_id"]
+        )
+        == 10_000
+    )
 
 
 async def _pin_failures(db, card_id: int) -> int:
@@ -303,8 +309,7 @@ async def _accounts_held(database_url: str, *cards: dict) -> AsyncIterator[int]:
     try:
         async with gate.transaction():
             await gate.execute(
-                "SELECT 1 FROM individual_accounts WHERE account_id = ANY($1::bigint[])"
-                " FOR UPDATE",
+                "SELECT 1 FROM individual_accounts WHERE account_id = ANY($1::bigint[]) FOR UPDATE",
                 [card["account_id"] for card in cards],
             )
             yield gate.get_server_pid()
@@ -315,8 +320,10 @@ async def _accounts_held(database_url: str, *cards: dict) -> AsyncIterator[int]:
 async def test_right_pin_tries_come_back_when_a_group_commit_write_fails_on_the_server(
     world: World, db, database_url: str
 ) -> None:
-    """A write the server refused (here: cancelled) rolled back, so its right-PIN tries
-    are given back, alone and in a batch; nothing is recorded."""
+    """A write the server refused (here: cancelled) rolled back: every caller, alone and
+    in a batch, hears an error that store.nothing_written says was not written, and gives
+    its right PIN's try back itself (services.transactions; tests/test_pin_try_release.py
+    through the front door). The committer leaves the counts alone; nothing is recorded."""
     terminal_id, merchant, (alone, first, second) = await _group_commit_cards(world, db, 3)
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
     committer = GroupCommitter(pool, max_batch=8, flushers=1)
@@ -342,17 +349,21 @@ async def test_right_pin_tries_come_back_when_a_group_commit_write_fails_on_the_
     finally:
         await committer.close()
         await pool.close()
-    assert [await _pin_failures(db, c["card_id"]) for c in (alone, first, second)] == [0, 0, 0]
-    assert await db.fetchval(
-        "SELECT count(*) FROM transactions WHERE terminal_id = $1", terminal_id
-    ) == 0
+    assert all(store.nothing_written(o) for o in outcomes)
+    assert [await _pin_failures(db, c["card_id"]) for c in (alone, first, second)] == [1, 1, 1]
+    assert (
+        await db.fetchval("SELECT count(*) FROM transactions WHERE terminal_id = $1", terminal_id)
+        == 0
+    )
 
 
 async def test_right_pin_tries_come_back_for_requests_the_shutdown_drops(
     world: World, db, database_url: str
 ) -> None:
-    """close() drops the queued requests unwritten: their tries come back, as does the try
-    of a request refused after it. The batch being written may commit: its try stays."""
+    """close() drops the queued requests unwritten: they hear NotWritten, as does a request
+    refused after it, and their callers give their tries back (services.transactions;
+    tests/test_pin_try_release.py). The batch being written may commit: its callers hear
+    only that the gateway stops, and their tries stay."""
     terminal_id, merchant, (busy, queued, late) = await _group_commit_cards(world, db, 3)
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
     committer = GroupCommitter(pool, max_batch=8, flushers=1)
@@ -367,16 +378,18 @@ async def test_right_pin_tries_come_back_for_requests_the_shutdown_drops(
             )
             await asyncio.sleep(0)
             await committer.close()
-            for task in (writing, waiting):
-                with pytest.raises(ConnectionError):
-                    await task
-            with pytest.raises(ConnectionError):
+            with pytest.raises(ConnectionError) as cut_off:
+                await writing
+            assert not isinstance(cut_off.value, NotWritten)
+            with pytest.raises(NotWritten):
+                await waiting
+            with pytest.raises(NotWritten):
                 await committer.submit(_good_pin(terminal_id, merchant, late, "000003"))
     finally:
         await pool.close()
-    assert await _pin_failures(db, queued["card_id"]) == 0
-    assert await _pin_failures(db, late["card_id"]) == 0
-    assert await _pin_failures(db, busy["card_id"]) == 1
-    assert await db.fetchval(
-        "SELECT count(*) FROM transactions WHERE terminal_id = $1", terminal_id
-    ) == 0
+    for card in (queued, late, busy):  # the committer itself gives nothing back
+        assert await _pin_failures(db, card["card_id"]) == 1
+    assert (
+        await db.fetchval("SELECT count(*) FROM transactions WHERE terminal_id = $1", terminal_id)
+        == 0
+    )
