@@ -255,6 +255,8 @@ class _Batcher(Generic[Item, Outcome]):
     async def _flush(self, batch: list[_Waiting[Item, Outcome]]) -> None:
         try:
             outcomes = await self._fetch([w.item for w in batch])
+            if len(outcomes) != len(batch):  # never expected; the flusher must live on
+                raise RuntimeError(f"{len(outcomes)} outcomes for a batch of {len(batch)}")
         except Exception as exc:
             for waiting in batch:
                 if not waiting.future.done():
