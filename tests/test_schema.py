@@ -288,6 +288,27 @@ async def test_cards_refuse_a_pan_failing_luhn(tx: asyncpg.Connection) -> None:
         await _card(tx, account_id, wrong)
 
 
+async def test_a_pan_is_checked_when_the_card_is_written_not_at_each_update(
+    tx: asyncpg.Connection,
+) -> None:
+    """The PAN cannot change (009), so the row updates of every purchase (the PIN try, the
+    good-PIN write) must not pay for luhn_valid() again (012)."""
+
+    async def luhn_calls() -> int:
+        return await tx.fetchval(
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions "
+            "WHERE funcname = 'luhn_valid'"
+        )
+
+    account_id = await _account(tx)
+    await tx.execute("SET LOCAL track_functions = 'all'")
+    card_id = await _card(tx, account_id, _random_pan())
+    assert await luhn_calls() == 1  # counted: the insert checked it
+    await tx.execute("UPDATE cards SET pin_failures = 1 WHERE card_id = $1", card_id)
+    await tx.execute("UPDATE cards SET pin_failures = 0 WHERE card_id = $1", card_id)
+    assert await luhn_calls() == 1
+
+
 @pytest.mark.parametrize("length", [15, 12])
 async def test_cards_refuse_a_luhn_valid_pan_of_the_wrong_length(
     tx: asyncpg.Connection, length: int
