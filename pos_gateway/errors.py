@@ -48,4 +48,3 @@ class ConflictsWithRecord(DomainError):
     already closed, an employment still open)."""
 
     code = "conflict"
-

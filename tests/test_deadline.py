@@ -70,8 +70,7 @@ async def test_silent_database_answers_91_within_the_deadline_for_queued_request
 
     # Healed: each terminal retransmits the same bytes and hears the one outcome there is.
     retransmitted = [
-        await t.send("/v1/transactions", body)
-        for t, (body, _) in zip(terminals, sent, strict=True)
+        await t.send("/v1/transactions", body) for t, (body, _) in zip(terminals, sent, strict=True)
     ]
     codes = [answer.body["response_code"] for answer in retransmitted]
     assert set(codes) <= {"00", "91"}, codes

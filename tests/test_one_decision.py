@@ -302,9 +302,9 @@ async def test_daily_limits_on_the_per_person_path_after_card_and_account_standi
                     expected = limit_code
                 state = (kind, card_status, failures, account_status, items is not None)
                 assert (stored.response_code, split) == (expected.value, None), state
-                assert await _after(db, card_id, account_id) == (
-                    max(0, failures - 1), before[1]
-                ), state
+                assert await _after(db, card_id, account_id) == (max(0, failures - 1), before[1]), (
+                    state
+                )
     finally:
         await pool.close()
         await set_policies(world)

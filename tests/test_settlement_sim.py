@@ -42,9 +42,7 @@ def test_item_lines_parse_exactly_to_fen() -> None:
             parse_items(bad)
 
 
-async def test_purchase_with_items_and_trial_show_the_split(
-    demo_file, client, capsys, db
-) -> None:
+async def test_purchase_with_items_and_trial_show_the_split(demo_file, client, capsys, db) -> None:
     path, _ = demo_file
     url = str(client.make_url("")).rstrip("/")
     common = ["--url", url, "--demo", str(path), "--terminal", "pharm002"]

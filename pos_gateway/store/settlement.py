@@ -423,9 +423,7 @@ async def _accumulate(
     )
 
 
-async def split_of(
-    conn: asyncpg.Connection | asyncpg.Pool, transaction_id: UUID
-) -> Split | None:
+async def split_of(conn: asyncpg.Connection | asyncpg.Pool, transaction_id: UUID) -> Split | None:
     row = await conn.fetchrow(
         """
         SELECT total, eligible, deductible_applied, fund, account, cash, covered

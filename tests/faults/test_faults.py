@@ -65,9 +65,7 @@ def embedded_gateway() -> Iterator[GatewayProcess]:
                 wait_for(lambda: postmaster_pid(base / "data") is None, timeout_s=30)
 
 
-async def _run(
-    name: str, gateway: GatewayProcess, cli_env: dict[str, str], inject: Inject
-) -> None:
+async def _run(name: str, gateway: GatewayProcess, cli_env: dict[str, str], inject: Inject) -> None:
     log_start = gateway.log_path.stat().st_size if gateway.log_path.exists() else 0
     timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S)
     async with aiohttp.ClientSession(timeout=timeout) as session:
