@@ -16,7 +16,7 @@ from pos_gateway.services.group_commit import (
     decide_good_pin,
 )
 from pos_gateway.store import transactions as store
-from pos_gateway.store.transactions import DuplicateKey, GoodPinRequest, RequestKey
+from pos_gateway.store.transactions import DuplicateKey, GoodPinRequest, PinTry, RequestKey
 
 from .conftest import World
 
@@ -233,7 +233,9 @@ async def test_claims_in_one_batch_count_as_one_by_one(world: World, db, databas
 
     assert stored.response_code == "00"
     assert isinstance(outcomes[0], DuplicateKey)
-    assert outcomes[1:] == [None, 2]
+    assert outcomes[1] is None
+    # The card and account as the claim found them: what its good-PIN write starts from.
+    assert outcomes[2] == PinTry(tries=2, status="active", account_status="active", balance=10_000)
     failures = [
         await db.fetchval("SELECT pin_failures FROM cards WHERE card_id = $1", i) for i in ids
     ]
@@ -262,7 +264,7 @@ async def test_concurrent_claims_share_round_trips_one_card_at_a_time(
         await claims.close()
         await pool.close()
 
-    assert outcomes == [1, 1, 1, 1, 1, 1, 2]
+    assert [claim.tries if claim else None for claim in outcomes] == [1, 1, 1, 1, 1, 1, 2]
     assert counted == 7 and batches < 7
     assert await db.fetchval("SELECT pin_failures FROM cards WHERE card_id = $1", ids[0]) == 2
 

@@ -156,7 +156,8 @@ async def test_a_try_is_counted_once_and_not_for_a_stored_request(
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
     try:
         fresh = RequestKey(terminal.config.terminal_id, local_date, "999999")
-        tries = [await store.claim_pin_try(pool, card_id, fresh, 3) for _ in range(4)]
+        claims = [await store.claim_pin_try(pool, card_id, fresh, 3) for _ in range(4)]
+        tries = [claim.tries if claim else None for claim in claims]
         # The claim's own commit did not wait for the disk; the session still does.
         session_commit = await pool.fetchval("SHOW synchronous_commit")
         stored = RequestKey(terminal.config.terminal_id, local_date, first.body["stan"])

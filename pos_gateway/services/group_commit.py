@@ -287,7 +287,7 @@ class _Batcher(Generic[Item, Outcome]):
 _ClaimItem = tuple[int, store.RequestKey]  # card_id, the request's key
 
 
-class PinTryClaims(_Batcher[_ClaimItem, int | None]):
+class PinTryClaims(_Batcher[_ClaimItem, store.PinTry | None]):
     """PIN tries of every claim waiting at once counted in one statement
     (store.transactions.claim_pin_tries). A claim still resolves before its hash starts,
     so tries from every process add up as before. One claim per card in a batch (the
@@ -301,15 +301,16 @@ class PinTryClaims(_Batcher[_ClaimItem, int | None]):
         self._max_failures = max_failures
         self._releasing: set[asyncio.Task[None]] = set()  # tries of cancelled claims
 
-    async def claim(self, card_id: int, key: store.RequestKey) -> int | None:
-        """store.transactions.claim_pin_try, batched: the count this try took the card to,
-        or None when it has no try left; DuplicateKey when the key is taken."""
+    async def claim(self, card_id: int, key: store.RequestKey) -> store.PinTry | None:
+        """store.transactions.claim_pin_try, batched: the try counted (the count it took
+        the card to, and the card as it is), or None when it has no try left; DuplicateKey
+        when the key is taken."""
         return await self._submit((card_id, key))
 
     def _fits(self, item: _ClaimItem, batch: list[_ClaimItem]) -> bool:
         return all(card_id != item[0] for card_id, _ in batch)
 
-    async def _fetch(self, items: list[_ClaimItem]) -> list[int | Exception | None]:
+    async def _fetch(self, items: list[_ClaimItem]) -> list[store.PinTry | Exception | None]:
         if len(items) > 1:
             return list(await store.claim_pin_tries(self._pool, items, self._max_failures))
         # Alone (light load): the one-claim statement is the cheaper one.
@@ -319,8 +320,8 @@ class PinTryClaims(_Batcher[_ClaimItem, int | None]):
         except DuplicateKey as exc:
             return [exc]
 
-    def _abandoned(self, item: _ClaimItem, outcome: int | Exception | None) -> None:
-        if isinstance(outcome, int):
+    def _abandoned(self, item: _ClaimItem, outcome: store.PinTry | Exception | None) -> None:
+        if isinstance(outcome, store.PinTry):
             # Its caller gave up (91) while the try was being counted: no answer will ever
             # reset it, so it goes back; close() waits for that.
             release = asyncio.create_task(give_back_try(self._pool, item[0]))

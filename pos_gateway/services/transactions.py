@@ -47,6 +47,7 @@ from pos_gateway.store.transactions import (
     UNKNOWN_IDENTITY,
     DuplicateKey,
     GoodPinRequest,
+    PinTry,
     RequestContext,
     RequestKey,
     StoredAnswer,
@@ -294,17 +295,13 @@ class TransactionService:
             assert card is not None and pan is not None
             # PIN checks of one card take turns (in this process): a burst of guesses is
             # counted one by one, so the lock after three wrong PINs holds for the burst too.
+            # Another request on this card that went first may have changed its PIN count
+            # and balance: the claim of this try reads both as that request left them (and
+            # finds a card that it locked without a try left), so no other read is needed.
             lock = self._card_locks.get(card["card_id"])
             if lock is None:
                 lock = self._card_locks[card["card_id"]] = asyncio.Lock()
-            contended = lock.locked()
             async with lock:
-                if contended:
-                    # Another request on this card went first: judge on the card as it left it.
-                    card = await people.get_card(self._pool, pan)
-                    decline = self._decline_before_pin(terminal, request, card, pan_ok)
-                    if decline is not None:
-                        return await self._record_card_decline(common, card, request, decline)
                 return await self._check_pin_and_record(terminal, request, common, card)
 
     @contextlib.contextmanager
@@ -368,9 +365,10 @@ class TransactionService:
         key, request_hash, txn_type, merchant_id = common
         if request.pin_block is None:  # a settlement trial sent without a PIN: no try
             return await self._record_itemised(request, common, card, pin_try=0)
-        pin_try = await self._claim_pin_try(terminal, request, common, card)
-        if isinstance(pin_try, StoredAnswer):
-            return pin_try
+        claimed = await self._claim_pin_try(terminal, request, common, card)
+        if isinstance(claimed, StoredAnswer):
+            return claimed
+        pin_try = claimed.tries
         pin_ok = False
         try:
             pin_ok = await self._pin_matches(terminal, request.pin_block, pan, card["pin_hash"])
@@ -386,15 +384,11 @@ class TransactionService:
             ):
                 # Decided by the same decide_after_pin, on the day and the split as well.
                 return await self._record_itemised(request, common, card, pin_try=pin_try)
-            # Decided first on the card as read before the hash, its try counted; the write
+            # Decided first on the card as the claim found it, its try counted; the write
             # checks that under the locks and decides again if anything moved meanwhile.
-            seen = {
-                "status": card["status"], "pin_failures": pin_try,
-                "account_status": card["account_status"], "balance": card["balance"],
-            }  # fmt: skip
             good = GoodPinRequest(
                 key, request_hash, txn_type, merchant_id, card["card_id"], request.amount,
-                _auth_code(), pin_try, seen,
+                _auth_code(), pin_try, claimed.seen(),
             )  # fmt: skip
             if self._group_commit is not None:
                 return await self._group_commit.submit(good)
@@ -414,11 +408,12 @@ class TransactionService:
 
     async def _claim_pin_try(
         self, terminal: Terminal, request: TransactionRequest, common: tuple, card: Any
-    ) -> int | StoredAnswer:
+    ) -> PinTry | StoredAnswer:
         """Count this PIN try in the database before the hash, so that tries from every
         process on this database add up (at most MAX_PIN_FAILURES between right PINs).
-        Returns the count the try took the card to, or the recorded decline of a card that
-        has no try left (locked by tries elsewhere since it was read)."""
+        Returns the try (the count it took the card to, the card as it is now), or the
+        recorded decline of a card that has no try left (locked by tries since it was read,
+        here or elsewhere)."""
         key = common[0]
         assert request.pan is not None
         for _ in range(MAX_PIN_FAILURES + 1):

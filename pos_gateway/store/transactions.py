@@ -144,23 +144,55 @@ WITH taken AS (
 ), claimed AS (
     UPDATE cards SET pin_failures = pin_failures + 1
     WHERE card_id = $1 AND pin_failures < $5 AND NOT EXISTS (SELECT 1 FROM taken)
-    RETURNING pin_failures
+    RETURNING pin_failures, status, account_id
 )
-SELECT EXISTS (SELECT 1 FROM taken) AS taken, (SELECT pin_failures FROM claimed) AS tries,
+SELECT EXISTS (SELECT 1 FROM taken) AS taken, claimed.pin_failures AS tries,
+       claimed.status, a.status AS account_status, a.balance,
        set_config('synchronous_commit', 'off', true) AS commit_mode
+FROM (SELECT 1) AS one
+LEFT JOIN claimed ON true
+LEFT JOIN individual_accounts a ON a.account_id = claimed.account_id
 """
+
+
+@dataclass(frozen=True, slots=True)
+class PinTry:
+    """A PIN try counted, and the card and account as the claim found them: the count it
+    took the card to, and what a good-PIN write is decided on first (GoodPinRequest.seen).
+    Read right after the card's previous request in this process finished, so a request
+    that waited for it needs no other read of the card."""
+
+    tries: int
+    status: str
+    account_status: str
+    balance: int
+
+    def seen(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "pin_failures": self.tries,
+            "account_status": self.account_status,
+            "balance": self.balance,
+        }
+
+
+def _pin_try(row: Mapping[str, Any]) -> PinTry | None:
+    if row["tries"] is None:
+        return None
+    return PinTry(row["tries"], row["status"], row["account_status"], row["balance"])
 
 
 async def claim_pin_try(
     pool: asyncpg.Pool, card_id: int, key: RequestKey, max_failures: int
-) -> int | None:
-    """Count one PIN try on the card; return the count it took the card to, or None when
-    the card already has `max_failures`. Raises DuplicateKey when the request's key is
-    taken (a retransmission: nothing is counted, the stored answer is the answer)."""
+) -> PinTry | None:
+    """Count one PIN try on the card; return the count it took the card to (with the card
+    and account as they are), or None when the card already has `max_failures`. Raises
+    DuplicateKey when the request's key is taken (a retransmission: nothing is counted,
+    the stored answer is the answer)."""
     row = await pool.fetchrow(_CLAIM_PIN_TRY, card_id, *_key_args(key), max_failures)
     if row["taken"]:
         raise DuplicateKey
-    return row["tries"]
+    return _pin_try(row)
 
 
 # Many claims in one statement and one (asynchronous) commit, for the claims waiting at
@@ -188,23 +220,25 @@ WITH input AS (
 ), claimed AS (
     UPDATE cards c SET pin_failures = c.pin_failures + 1
     WHERE c.card_id = ANY (ARRAY(SELECT card_id FROM locked)) AND c.pin_failures < $5
-    RETURNING c.card_id, c.pin_failures
+    RETURNING c.card_id, c.pin_failures, c.status, c.account_id
 )
-SELECT i.ord, t.ord IS NOT NULL AS taken, claimed.pin_failures AS tries,
+SELECT i.ord, t.ord IS NOT NULL AS taken, claimed.pin_failures AS tries, claimed.status,
+       a.status AS account_status, a.balance,
        set_config('synchronous_commit', 'off', true) AS commit_mode
 FROM input i
 LEFT JOIN taken t ON t.ord = i.ord
 LEFT JOIN claimed ON claimed.card_id = i.card_id AND t.ord IS NULL
+LEFT JOIN individual_accounts a ON a.account_id = claimed.account_id
 ORDER BY i.ord
 """
 
 
 async def claim_pin_tries(
     pool: asyncpg.Pool, claims: list[tuple[int, RequestKey]], max_failures: int
-) -> list[int | DuplicateKey | None]:
+) -> list[PinTry | DuplicateKey | None]:
     """claim_pin_try for many (card_id, key) pairs of distinct cards in one round trip:
-    for each, the count its try took the card to, None (no try left), or DuplicateKey
-    (its key is taken: nothing counted)."""
+    for each, the try counted (PinTry), None (no try left), or DuplicateKey (its key is
+    taken: nothing counted)."""
     if len({card_id for card_id, _ in claims}) != len(claims):
         raise ValueError("one claim per card in a batch")
     rows = await pool.fetch(
@@ -215,7 +249,7 @@ async def claim_pin_tries(
         [key.stan for _, key in claims],
         max_failures,
     )
-    return [DuplicateKey() if row["taken"] else row["tries"] for row in rows]
+    return [DuplicateKey() if row["taken"] else _pin_try(row) for row in rows]
 
 
 async def release_pin_try(pool: asyncpg.Pool, card_id: int) -> None:
