@@ -123,6 +123,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                     await claims.close()
                 if committer is not None:
                     await committer.close()
+                await app[SERVICES].transactions.close()
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 

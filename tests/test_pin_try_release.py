@@ -142,3 +142,55 @@ async def test_closing_waits_for_the_tries_of_cancelled_requests(
 
     assert still_giving_back
     assert failures == 0
+
+
+@pytest.mark.parametrize("path", ["group_commit", "alone"])
+async def test_a_right_pin_whose_write_lost_its_connection_gets_its_try_back(
+    path: str, aiohttp_client: Any, settings: Settings, world: World, db
+) -> None:
+    """The write's connection is killed while it waits for a lock: whether it committed is
+    unknown to the gateway (91), so the try is given back only once the database answers
+    that the request's key was not recorded. Three such faults must not lock the card."""
+    configured = dataclasses.replace(
+        settings,
+        group_commit_max_batch=1 if path == "alone" else settings.group_commit_max_batch,
+    )
+    gateway = await aiohttp_client(create_app(configured))
+    terminal = _on(gateway, await world.terminal())
+    card = await world.card(balance=10_000)
+
+    for _ in range(3):
+        async with db.transaction():
+            await db.execute(
+                "SELECT 1 FROM individual_accounts WHERE account_id = $1 FOR UPDATE",
+                card["account_id"],
+            )
+            purchase = asyncio.create_task(
+                terminal.transact("purchase", pan=card["pan"], pin=card["pin"], amount=100)
+            )
+            for _ in range(200):  # the write, blocked on the account's lock
+                killed = await db.fetchval(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid() "
+                    "AND datname = current_database() LIMIT 1"
+                )
+                if killed:
+                    break
+                await asyncio.sleep(0.01)
+            assert killed
+        _, answer = await purchase
+        assert answer.body["response_code"] == "91"
+        for _ in range(100):  # given back in the background
+            failures = await db.fetchval(
+                "SELECT pin_failures FROM cards WHERE pan = $1", card["pan"]
+            )
+            if failures == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert failures == 0
+
+    assert await db.fetchval(
+        "SELECT count(*) FROM transactions WHERE terminal_id = $1", terminal.config.terminal_id
+    ) == 0  # fmt: skip
+    _, answer = await terminal.transact("purchase", pan=card["pan"], pin=card["pin"], amount=100)
+    assert answer.body["response_code"] == "00"

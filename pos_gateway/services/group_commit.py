@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -41,6 +42,45 @@ async def give_back_try(pool: asyncpg.Pool, card_id: int) -> None:
         await store.release_pin_try(pool, card_id)
     except Exception as exc:
         log.warning("pin_try_not_released", error=type(exc).__name__)
+
+
+class UncertainTries:
+    """Right PINs whose write may or may not have committed (the connection was lost): the
+    answer was 91, and the try each counted is given back once the database answers and
+    the request's key is found unrecorded. A write that did commit reset the count itself;
+    one still running when the key is read resets it when it commits, so a try given
+    back early costs nothing. Without this, three lost connections on one card lock out
+    its holder, whose PIN was right each time."""
+
+    def __init__(self, pool: asyncpg.Pool, give_up_after_s: float = 60.0) -> None:
+        self._pool = pool
+        self._give_up_after_s = give_up_after_s
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def resolve(self, card_id: int, key: store.RequestKey) -> None:
+        task = asyncio.create_task(self._resolve(card_id, key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _resolve(self, card_id: int, key: store.RequestKey) -> None:
+        deadline = time.monotonic() + self._give_up_after_s
+        while True:
+            try:
+                if await store.find(self._pool, key) is None:
+                    await store.release_pin_try(self._pool, card_id)
+                return
+            except Exception as exc:
+                if time.monotonic() >= deadline:
+                    # Kept: the safe side (a try too many, never one too few).
+                    log.warning("pin_try_left_uncertain", error=type(exc).__name__)
+                    return
+                await asyncio.sleep(0.5)
+
+    async def close(self) -> None:
+        """Stop waiting for the database: tries not yet resolved stay counted."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def decide_good_pin(

@@ -37,11 +37,13 @@ from pos_gateway.services.group_commit import (
     GroupCommitter,
     NotWritten,
     PinTryClaims,
+    UncertainTries,
     decide_good_pin,
     give_back_try,
 )
 from pos_gateway.store import people, settlement
 from pos_gateway.store import transactions as store
+from pos_gateway.store.database import database_unavailable
 from pos_gateway.store.transactions import (
     BLOCKED,
     UNKNOWN_IDENTITY,
@@ -179,6 +181,11 @@ class TransactionService:
         )
         self._limits_cache: dict[tuple[str, int], tuple[float, bool]] = {}
         self._fresh_splits: dict[UUID, Split] = {}  # from the record to the answer
+        self._uncertain = UncertainTries(pool)
+
+    async def close(self) -> None:
+        """At shutdown, before the pool closes: stop resolving uncertain PIN tries."""
+        await self._uncertain.close()
 
     async def process(
         self,
@@ -404,6 +411,10 @@ class TransactionService:
                 # count, so the try goes back (on every write path: group commit, alone,
                 # itemised). A wrong PIN's try stays: that guess was made and checked.
                 await give_back_try(self._pool, card["card_id"])
+            elif pin_ok and database_unavailable(exc):
+                # The connection went with the write: given back later, if it did not
+                # commit.
+                self._uncertain.resolve(card["card_id"], key)
             raise
 
     async def _claim_pin_try(
