@@ -524,8 +524,11 @@ class LoadRun:
                     break
                 # 94: this STAN was already used today by an earlier run on the same
                 # terminal (a simulator keeps no STAN counter between runs). Counted, and
-                # sent again under the next STAN, as a terminal would after resyncing.
+                # sent again under a STAN from elsewhere in the slice (the ones right after
+                # a used STAN were most likely used by that run too), as a terminal would
+                # after resyncing.
                 self.stats.stan_collisions += 1
+                sim.terminal.stans.jump()
                 body = {**body, "stan": sim.next_stan()}
                 sent_at = time.perf_counter()
                 result = await sim.terminal.send_wire(sim.terminal.wire(body), body["stan"])

@@ -94,6 +94,11 @@ class StanCounter:
         self._next = stan + 1 if stan < self.last else self.first
         return f"{stan:06d}"
 
+    def jump(self) -> None:
+        """Go on from a random point of the range: after a 94, the STANs that follow the
+        used one were most likely used by the same earlier run too."""
+        self._next = self.first + secrets.randbelow(self.last - self.first + 1)
+
 
 def parse_stan(text: str) -> str:
     """A STAN as typed: 1 to 6 digits, zero-padded to the six the protocol wants."""

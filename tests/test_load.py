@@ -336,6 +336,36 @@ async def test_a_stan_used_by_an_earlier_run_is_resent_under_the_next(
     assert stans[1] != stans[0] and len(set(stans)) == len(stans)
 
 
+async def test_a_run_that_starts_inside_an_earlier_runs_stans_leaves_them(
+    aiohttp_server: Any,
+) -> None:
+    """A stand-in gateway for which the 200 STANs from the first one it sees were used by
+    an earlier run today: after one 94 the run goes on from elsewhere in its slice, not
+    into the next of those used STANs (which gave up with 94 after 3 resends)."""
+    used: list[int] = []
+
+    async def transactions(request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        stan = int(body["stan"])
+        if not used:
+            used.extend(range(stan, stan + 200))
+        code = "94" if stan in used else "00"
+        return web.json_response({"response_code": code, "stan": body["stan"], "amount": 100})
+
+    app = web.Application()
+    app.router.add_post("/v1/transactions", transactions)
+    server = await aiohttp_server(app)
+    config = LoadConfig(
+        url=str(server.make_url("")), terminals=1, duration_s=0.3,
+        mix=parse_mix("purchase=1"), seed=1,
+    )  # fmt: skip
+
+    report = await run_load(config, _fake_world(1))
+
+    assert report["stan_collisions"] == 1
+    assert "94" not in report["response_codes"] and report["response_codes"]["00"] >= 1
+
+
 async def test_load_stops_by_itself_against_a_gateway_that_is_down() -> None:
     config = LoadConfig(url="http://127.0.0.1:9", terminals=2, duration_s=0.3, timeout_s=1)
 
