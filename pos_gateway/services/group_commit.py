@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -44,6 +45,27 @@ async def give_back_try(pool: asyncpg.Pool, card_id: int) -> None:
         log.warning("pin_try_not_released", error=type(exc).__name__)
 
 
+class _Background:
+    """Tasks a request leaves behind when it is gone (a PIN try given back), kept so that
+    close() can wait for them, or cancel them, before the pool closes."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait(self) -> None:
+        await asyncio.gather(*self._tasks)
+
+    async def cancel(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
 class UncertainTries:
     """Right PINs whose write may or may not have committed (the connection was lost): the
     answer was 91, and the try each counted is given back once the database answers and
@@ -55,12 +77,10 @@ class UncertainTries:
     def __init__(self, pool: asyncpg.Pool, give_up_after_s: float = 60.0) -> None:
         self._pool = pool
         self._give_up_after_s = give_up_after_s
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._resolving = _Background()
 
     def resolve(self, card_id: int, key: store.RequestKey) -> None:
-        task = asyncio.create_task(self._resolve(card_id, key))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._resolving.spawn(self._resolve(card_id, key))
 
     async def _resolve(self, card_id: int, key: store.RequestKey) -> None:
         deadline = time.monotonic() + self._give_up_after_s
@@ -78,9 +98,7 @@ class UncertainTries:
 
     async def close(self) -> None:
         """Stop waiting for the database: tries not yet resolved stay counted."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._resolving.cancel()
 
 
 def decide_good_pin(
@@ -126,7 +144,7 @@ class GroupCommitter:
         # them all, so none hangs when the gateway stops.
         self._waiting: set[asyncio.Future[StoredAnswer]] = set()
         self._closed = False
-        self._releasing: set[asyncio.Task[None]] = set()  # tries of cancelled requests
+        self._releasing = _Background()  # tries of cancelled requests
         self.batches = 0
         self.requests = 0
 
@@ -155,9 +173,7 @@ class GroupCommitter:
                     # Its PIN was right and no write will forgive the try it counted:
                     # given back, so answers of 91 in a slow spell never lock a card. The
                     # caller is cancelled and cannot wait for it: close() does.
-                    release = asyncio.create_task(give_back_try(self._pool, request.card_id))
-                    self._releasing.add(release)
-                    release.add_done_callback(self._releasing.discard)
+                    self._releasing.spawn(give_back_try(self._pool, request.card_id))
             raise
 
     async def _run(self) -> None:
@@ -227,7 +243,7 @@ class GroupCommitter:
             if not future.done():
                 future.set_exception(ConnectionError("gateway shutting down"))
         # The tries of cancelled requests being given back: done before the pool closes.
-        await asyncio.gather(*self._releasing)
+        await self._releasing.wait()
 
 
 @dataclass
@@ -339,7 +355,7 @@ class PinTryClaims(_Batcher[_ClaimItem, store.PinTry | None]):
         super().__init__(max_batch)
         self._pool = pool
         self._max_failures = max_failures
-        self._releasing: set[asyncio.Task[None]] = set()  # tries of cancelled claims
+        self._releasing = _Background()  # tries of cancelled claims
 
     async def claim(self, card_id: int, key: store.RequestKey) -> store.PinTry | None:
         """store.transactions.claim_pin_try, batched: the try counted (the count it took
@@ -364,14 +380,12 @@ class PinTryClaims(_Batcher[_ClaimItem, store.PinTry | None]):
         if isinstance(outcome, store.PinTry):
             # Its caller gave up (91) while the try was being counted: no answer will ever
             # reset it, so it goes back; close() waits for that.
-            release = asyncio.create_task(give_back_try(self._pool, item[0]))
-            self._releasing.add(release)
-            release.add_done_callback(self._releasing.discard)
+            self._releasing.spawn(give_back_try(self._pool, item[0]))
 
     async def close(self) -> None:
         """A batch cut off mid-statement may have counted its tries: they stay."""
         await super().close()
-        await asyncio.gather(*self._releasing)
+        await self._releasing.wait()
 
 
 _ContextItem = tuple[str, store.RequestKey | None, str | None]  # terminal_id, key, PAN
